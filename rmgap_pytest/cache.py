@@ -1,0 +1,362 @@
+"""SQLite score cache: (scorer fingerprint, pair hash) -> score.
+
+The cache is also how processes share scoring work. Every process asking for
+the same pairs cuts them into the same chunks; a process claims a chunk in the
+database, scores only its missing pairs, and stores the scores and drops the
+claim in one transaction. So pytest-xdist workers score each pair once in
+total, a killed run resumes at the chunk it was in, and a fully cached run never
+calls (so never loads) the model. See docs/cache.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RMGapError, ScorerError
+from .scorers.base import Scorer, ScoreStats
+
+__all__ = ["CacheError", "Claim", "ScoreStore", "StoredScorer", "default_cache_path",
+           "env_disables_cache", "pair_hash"]
+
+ENV_VAR = "RMGAP_CACHE"
+_OFF_VALUES = {"0", "off", "false", "no", "none"}
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    fingerprint TEXT NOT NULL, pair TEXT NOT NULL, score BLOB NOT NULL,
+    PRIMARY KEY (fingerprint, pair)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    fingerprint TEXT NOT NULL, chunk TEXT NOT NULL, host TEXT NOT NULL,
+    pid INTEGER NOT NULL, claimed_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, chunk)) WITHOUT ROWID;
+"""
+_BATCH = 500  # keys per IN (...) query, far below SQLite's bound-variable limit
+_HOST = socket.gethostname()
+# Connections inherited through fork are never closed in the child: closing
+# them there could checkpoint or drop the parent's WAL. They are parked here.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+class CacheError(RMGapError):
+    """The score cache file cannot be used."""
+
+
+def env_disables_cache() -> bool:
+    """True when ``RMGAP_CACHE`` is 0/off/false/no/none: the default cache is off."""
+    return os.environ.get(ENV_VAR, "").strip().lower() in _OFF_VALUES
+
+
+def default_cache_path() -> Path:
+    """$RMGAP_CACHE (a file, or a directory to hold scores.sqlite), else the XDG cache dir.
+
+    When ``env_disables_cache()`` the XDG location is returned; callers check
+    that switch first.
+    """
+    value = os.environ.get(ENV_VAR, "").strip()
+    if value and value.lower() not in _OFF_VALUES:
+        path = Path(value).expanduser()
+        return path / "scores.sqlite" if path.is_dir() else path
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    root = Path(base).expanduser() if base else Path.home() / ".cache"
+    return root / "rmgap-pytest" / "scores.sqlite"
+
+
+def pair_hash(prompt: str, response: str) -> str:
+    """sha256 over length-prefixed UTF-8, so ("ab", "c") and ("a", "bc") differ."""
+    h = hashlib.sha256()
+    for text in (prompt, response):
+        data = text.encode("utf-8", "surrogatepass")  # lone surrogates must not crash hashing
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+# Scores are stored as the 8 bytes of the IEEE double: SQLite would turn NaN
+# into NULL and may store -0.0 as the integer 0; the bytes round-trip exactly.
+def _pack(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+def _unpack(blob: bytes) -> float:
+    return struct.unpack("<d", blob)[0]
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process on this host still runs; unknown counts as alive (the lease decides)."""
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet still answers signal 0
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _batches(keys: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(keys), _BATCH):
+        yield keys[i:i + _BATCH]
+
+
+@dataclass
+class Claim:
+    """What ``ScoreStore.claim`` found: the chunk now owned (None if none was free)."""
+
+    chunk: str | None
+    missing: list[str] = field(default_factory=list)  # the owned chunk's unscored pairs
+    stored: dict[str, float] = field(default_factory=dict)  # scores read on the way
+
+
+class ScoreStore:
+    """One SQLite file in WAL mode, shared by every process and thread.
+
+    Each (process, thread) gets its own connection, reopened after a fork.
+    Writes are short ``BEGIN IMMEDIATE`` transactions so readers never wait
+    and writers queue on the busy timeout instead of failing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0) -> None:
+        self.path = Path(path).expanduser()
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self._error(f"cannot create its directory ({e})") from e
+        self._conn()  # fail now, with the path in the message, not mid-run
+
+    def _error(self, cause: str) -> CacheError:
+        return CacheError(
+            f"Score cache {self.path}: {cause}. Fix: delete the file, point {ENV_VAR} at "
+            f"another path, or turn the cache off ({ENV_VAR}=off or load_scorer(..., cache=False))."
+        )
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            if getattr(local, "conn", None) is not None:
+                _INHERITED.append(local.conn)
+            local.conn, local.pid = self._open(), os.getpid()
+        return local.conn
+
+    def _open(self) -> sqlite3.Connection:
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s,
+                                       isolation_level=None, check_same_thread=True)
+            except sqlite3.Error as e:
+                raise self._error(str(e)) from e
+            try:
+                # Switching a fresh file to WAL can report "locked" without
+                # waiting on the busy handler when several processes start at once.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL survives a killed process
+                self._init_schema(conn)
+                return conn
+            except sqlite3.OperationalError as e:
+                conn.close()
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise self._error(str(e)) from e
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as e:  # e.g. "file is not a database"
+                conn.close()
+                raise self._error(str(e)) from e
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise self._error(f"it was written by a newer rmgap-pytest (schema {version})")
+        with self._write(conn):  # not executescript: it would COMMIT our transaction
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        conn = conn or self._conn()
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _read(self, conn: sqlite3.Connection, fingerprint: str, keys: Sequence[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for batch in _batches(keys):
+            rows = conn.execute(
+                f"SELECT pair, score FROM scores WHERE fingerprint = ? AND pair IN ({','.join('?' * len(batch))})",
+                (fingerprint, *batch))
+            out.update((pair, _unpack(blob)) for pair, blob in rows)
+        return out
+
+    def lookup(self, fingerprint: str, keys: Iterable[str]) -> dict[str, float]:
+        """The stored scores among ``keys`` (pair hashes); absent keys are left out."""
+        return self._read(self._conn(), fingerprint, list(keys))
+
+    def put(self, fingerprint: str, scores: Mapping[str, float], *, release: str | None = None) -> dict[str, float]:
+        """Store scores (first writer wins) and drop our claim on ``release``, atomically.
+
+        Returns the stored values, so every process serves the same number for a pair.
+        """
+        with self._write() as conn:
+            conn.executemany("INSERT OR IGNORE INTO scores VALUES (?, ?, ?)",
+                             [(fingerprint, k, _pack(float(v))) for k, v in scores.items()])
+            if release is not None:
+                self._release(conn, fingerprint, release)
+            return self._read(conn, fingerprint, list(scores))
+
+    def claim(self, fingerprint: str, chunks: Mapping[str, Sequence[str]], *, lease_s: float = 1800.0) -> Claim:
+        """Atomically take the first chunk (in the given order) that is unfinished and free.
+
+        A claim is free to take over when its owner process is dead on this
+        host or it is older than ``lease_s``. ``chunks`` maps chunk id -> the
+        pairs the caller still misses.
+        """
+        found = Claim(None)
+        now = time.time()
+        with self._write() as conn:
+            for chunk, keys in chunks.items():
+                row = conn.execute("SELECT host, pid, claimed_at FROM claims WHERE fingerprint = ? AND chunk = ?",
+                                   (fingerprint, chunk)).fetchone()
+                if row is not None and not _stale(*row, now=now, lease_s=lease_s):
+                    continue
+                found.stored.update(self._read(conn, fingerprint, keys))
+                missing = [k for k in keys if k not in found.stored]
+                if not missing:  # another process finished it since the caller looked
+                    if row is not None:  # a dead owner's leftover claim on finished work
+                        conn.execute("DELETE FROM claims WHERE fingerprint = ? AND chunk = ?", (fingerprint, chunk))
+                    continue
+                conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                             (fingerprint, chunk, _HOST, os.getpid(), now))
+                found.chunk, found.missing = chunk, missing
+                break
+        return found
+
+    def release(self, fingerprint: str, chunk: str) -> None:
+        """Drop this process's claim on ``chunk`` (after a failure: others may take it)."""
+        with self._write() as conn:
+            self._release(conn, fingerprint, chunk)
+
+    @staticmethod
+    def _release(conn: sqlite3.Connection, fingerprint: str, chunk: str) -> None:
+        # Only our own claim: after a lease expiry another process may own it now.
+        conn.execute("DELETE FROM claims WHERE fingerprint = ? AND chunk = ? AND host = ? AND pid = ?",
+                     (fingerprint, chunk, _HOST, os.getpid()))
+
+    def info(self) -> dict[str, int]:
+        """Stored scores per fingerprint (for ``rmgap cache``)."""
+        rows = self._conn().execute("SELECT fingerprint, COUNT(*) FROM scores GROUP BY fingerprint ORDER BY 1")
+        return dict(rows.fetchall())
+
+    def clear(self, fingerprint: str | None = None) -> int:
+        """Delete the scores (and claims) of one fingerprint, or of all; returns scores deleted."""
+        where, args = ("WHERE fingerprint = ?", (fingerprint,)) if fingerprint is not None else ("", ())
+        with self._write() as conn:
+            conn.execute(f"DELETE FROM claims {where}", args)
+            return conn.execute(f"DELETE FROM scores {where}", args).rowcount
+
+
+def _stale(host: str, pid: int, claimed_at: float, *, now: float, lease_s: float) -> bool:
+    return now - claimed_at > lease_s or (host == _HOST and not _pid_alive(pid))
+
+
+class StoredScorer:
+    """A Scorer that serves stored scores and coordinates with other processes.
+
+    ``stats.cache_hits`` counts unique pairs this process did not score itself
+    (found stored, or stored meanwhile by another process); the inner scorer
+    counts the pairs it computed.
+    """
+
+    def __init__(self, inner: Scorer, store: ScoreStore, *, fingerprint: str | None = None,
+                 chunk_size: int = 256, lease_s: float = 1800.0, poll_s: float = 0.2) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.inner, self.store = inner, store
+        self.spec: str = inner.spec
+        self.fingerprint: str | None = fingerprint if fingerprint is not None else inner.fingerprint
+        self.chunk_size, self.lease_s, self.poll_s = chunk_size, lease_s, poll_s
+
+    @property
+    def stats(self) -> ScoreStats:
+        return self.inner.stats
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        if len(prompts) != len(responses):
+            raise ScorerError(f"Scorer {self.spec!r} got {len(prompts)} prompts but {len(responses)} responses; "
+                              "they must be parallel lists.")
+        if self.fingerprint is None:  # the scorer said its scores must not be cached
+            return np.asarray(self.inner.score(prompts, responses), dtype=np.float64)
+        keys = [pair_hash(p, r) for p, r in zip(prompts, responses)]
+        unique = dict(zip(keys, zip(prompts, responses)))
+        found = self.store.lookup(self.fingerprint, unique) if unique else {}
+        computed = self._fill(unique, found)
+        self.stats.cache_hits += len(unique) - computed
+        return np.array([found[k] for k in keys], dtype=np.float64)
+
+    def _chunks(self, unique: Mapping[str, tuple[str, str]]) -> dict[str, list[str]]:
+        """Chunks over the whole request, whatever is cached, so all processes agree on them.
+
+        Sorting by length keeps each chunk's texts alike, so the engine's batches pad little.
+        """
+        order = sorted(unique, key=lambda k: (len(unique[k][0]) + len(unique[k][1]), k))
+        chunks = (order[i:i + self.chunk_size] for i in range(0, len(order), self.chunk_size))
+        return {hashlib.sha256("".join(c).encode()).hexdigest()[:32]: c for c in chunks}
+
+    def _fill(self, unique: Mapping[str, tuple[str, str]], found: dict[str, float]) -> int:
+        """Claim and score chunks until every pair is in ``found``; returns pairs scored here."""
+        fp, computed = self.fingerprint, 0
+        assert fp is not None
+        chunks = self._chunks(unique)
+        while True:
+            todo = {cid: miss for cid, keys in chunks.items() if (miss := [k for k in keys if k not in found])}
+            if not todo:
+                return computed
+            claim = self.store.claim(fp, todo, lease_s=self.lease_s)
+            found.update(claim.stored)
+            if claim.chunk is None:
+                # Everything left is claimed by live processes: wait for their
+                # scores; the next claim() takes over any that died.
+                waiting = [k for keys in todo.values() for k in keys if k not in found]
+                found.update(self.store.lookup(fp, waiting))
+                if any(k not in found for k in waiting):
+                    time.sleep(self.poll_s)
+                continue
+            try:
+                scores = self._inner_score([unique[k] for k in claim.missing])
+            except BaseException:
+                self.store.release(fp, claim.chunk)  # nothing stored is lost; others may retry
+                raise
+            found.update(self.store.put(fp, dict(zip(claim.missing, scores)), release=claim.chunk))
+            computed += len(claim.missing)
+
+    def _inner_score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        prompts, responses = [p for p, _ in pairs], [r for _, r in pairs]
+        scores = np.asarray(self.inner.score(prompts, responses), dtype=np.float64)
+        if scores.shape != (len(pairs),):
+            raise ScorerError(f"Scorer {self.spec!r} returned {scores.size} scores (shape {scores.shape}) "
+                              f"for {len(pairs)} pairs; it must return exactly one score per pair.")
+        return scores

@@ -1,0 +1,131 @@
+"""``rmgap``: the evaluation outside pytest.
+
+    rmgap eval --rm-model SPEC [--data PATH] --out DIR
+    rmgap compare BASE NEW
+    rmgap synth --records N --out FILE
+
+Bad input exits 2 with one paragraph (what, where, how to fix), never a
+traceback; an evaluation that completed exits 0 whatever its scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import RMGapError
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rm-model", required=True, metavar="SPEC",
+                   help="model directory, classifier:PATH, logprob:PATH, dpo:PATH, builtin:length|random|minilm, "
+                        "or python:MODULE:ATTR")
+    p.add_argument("--ref-model", metavar="PATH", help="reference model for dpo:")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="fixed pairs per batch")
+    p.add_argument("--max-length", type=_positive_int, default=None, help="tokens per pair; longer prompts lose "
+                   "their start")
+    p.add_argument("--aggregate", default=None, choices=["mean", "sum", "discounted_sum"],
+                   help="logprob/dpo: how response token log-probs are combined")
+    p.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="run the model repository's own Python code (off by default)")
+    p.add_argument("--scorer-version", default=None, help="python: scorers are cached only under a version")
+    p.add_argument("--cache", default=None, metavar="PATH", help="score cache file (default: $RMGAP_CACHE or "
+                   "~/.cache/rmgap-pytest/scores.sqlite)")
+    p.add_argument("--no-cache", action="store_true", help="score every pair again; read and write no cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def scorer_options(args: argparse.Namespace) -> dict:
+    return dict(ref_model=args.ref_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                max_length=args.max_length, aggregate=args.aggregate, trust_remote_code=args.trust_remote_code,
+                version=args.scorer_version, progress=False if args.no_progress else None)
+
+
+def cache_setting(args: argparse.Namespace) -> bool | str:
+    return False if args.no_cache else (args.cache or True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rmgap", description="RMGAP evaluation of reward models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("eval", help="score a reward model on RMGAP and write the report files")
+    add_scorer_arguments(ev)
+    ev.add_argument("--data", default=None, metavar="PATH", help="RMGAP JSONL file (default: the embedded sample)")
+    ev.add_argument("--out", required=True, metavar="DIR", help="where metrics.json and report.json go")
+    ev.add_argument("--bootstrap", type=_positive_int, default=None, help="bootstrap draws (default 1000)")
+    ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ev.add_argument("--min-support", type=_positive_int, default=None, help="prompt groups a cell needs to "
+                    "enter a preference gap (default: from thresholds defaults)")
+    cmp_ = sub.add_parser("compare", help="compare two runs item by item (paired bootstrap)")
+    cmp_.add_argument("base", help="baseline report.json (or its directory)")
+    cmp_.add_argument("new", help="new report.json (or its directory)")
+    cmp_.add_argument("--tolerance", type=float, default=None, help="allowed drop before a regression counts")
+    cmp_.add_argument("--data", default=None, metavar="PATH", help="the benchmark file both runs used "
+                      "(default: the path recorded in the run)")
+    syn = sub.add_parser("synth", help="write schema-valid synthetic records (for scale tests, benchmarks)")
+    syn.add_argument("--records", type=_positive_int, required=True)
+    syn.add_argument("--out", required=True, metavar="FILE")
+    syn.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"eval": cmd_eval, "compare": cmd_compare, "synth": cmd_synth}[args.command](args)
+    except RMGapError as exc:
+        print(f"rmgap {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"rmgap {args.command}: interrupted; scores already computed are kept in the cache.",
+              file=sys.stderr)
+        return 130
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import DEFAULT_BOOT, evaluate
+    from .report import terminal_summary
+    from .results import write_run
+    from .thresholds import DEFAULT_MIN_SUPPORT
+
+    ev = evaluate(args.data, args.rm_model, cache=cache_setting(args), n_boot=args.bootstrap or DEFAULT_BOOT,
+                  seed=args.seed, min_support=args.min_support or DEFAULT_MIN_SUPPORT, **scorer_options(args))
+    paths = write_run(ev, args.out)
+    print(terminal_summary(ev, files=paths))
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_comparison
+
+    result = compare_runs(args.base, args.new, data=args.data, tolerance=args.tolerance)
+    print(format_comparison(result))
+    return EXIT_REGRESSION if result.regressed else EXIT_OK
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import write_synthetic
+
+    path = write_synthetic(args.out, args.records, seed=args.seed)
+    print(f"wrote {args.records} synthetic records to {path} (marked \"synthetic\": true; not RMGAP data)")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

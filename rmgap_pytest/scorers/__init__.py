@@ -1,0 +1,102 @@
+"""Scorer specs -> scorers.
+
+A spec is ``KIND:TARGET`` (``classifier:./rm``, ``builtin:length``,
+``python:pkg.mod:fn``) or a bare model directory whose kind is read from its
+config. Kinds are looked up lazily in ``KINDS`` so importing the package never
+imports torch; adding a kind is one module plus one line here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ScorerError, did_you_mean
+from .base import Scorer, ScorerOptions, ScoreStats
+
+__all__ = ["KINDS", "Scorer", "ScorerOptions", "ScoreStats", "load_scorer", "parse_options", "build_scorer"]
+
+# kind -> "module:factory"; factory(target, spec, options) -> Scorer
+KINDS: dict[str, str] = {
+    "classifier": "rmgap_pytest.scorers.classifier:ClassifierScorer",
+    "logprob": "rmgap_pytest.scorers.logprob:LogprobScorer",
+    "dpo": "rmgap_pytest.scorers.logprob:DpoScorer",
+    "builtin": "rmgap_pytest.scorers.builtin:make_builtin",
+    "python": "rmgap_pytest.scorers.python:PythonScorer",
+}
+
+_OPTION_NAMES = [f.name for f in dataclasses.fields(ScorerOptions)]
+
+
+def parse_options(options: dict[str, Any]) -> ScorerOptions:
+    """Validate keyword options by name; unknown names get a "did you mean"."""
+    for name in options:
+        if name not in _OPTION_NAMES:
+            raise ScorerError(
+                f"Unknown scorer option {name!r}.{did_you_mean(name, _OPTION_NAMES)} "
+                f"Known options: {', '.join(_OPTION_NAMES)}."
+            )
+    return ScorerOptions(**{k: v for k, v in options.items() if v is not None})
+
+
+def _factory(kind: str) -> Callable[[str, str, ScorerOptions], Scorer]:
+    module_name, attr = KINDS[kind].split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_scorer(spec: str, options: ScorerOptions) -> Scorer:
+    """The raw scorer for ``spec`` (no cache). Cheap: weights load on first score."""
+    spec = spec.strip()
+    kind, sep, target = spec.partition(":")
+    if sep and kind in KINDS:
+        if not target:
+            raise ScorerError(f"Scorer spec {spec!r} names the kind {kind!r} but nothing after the colon. "
+                              f"Fix: write {kind}:TARGET, e.g. {_EXAMPLES[kind]}.")
+        return _factory(kind)(target, spec, options)
+    if Path(spec).expanduser().is_dir():
+        from .detect import detect_kind
+
+        kind, why = detect_kind(Path(spec).expanduser(), options)
+        scorer = _factory(kind)(spec, spec, options)
+        scorer.stats.notes.append(f"{spec}: detected kind {kind!r} ({why})")
+        return scorer
+    if sep and not os.path.exists(spec):
+        raise ScorerError(
+            f"Unknown scorer kind {kind!r} in spec {spec!r}.{did_you_mean(kind, KINDS)} "
+            f"Known kinds: {', '.join(sorted(KINDS))}; or pass a model directory."
+        )
+    raise ScorerError(
+        f"Scorer spec {spec!r} is neither KIND:TARGET nor an existing model directory. "
+        f"Fix: pass a directory holding config.json, or one of: "
+        + "; ".join(_EXAMPLES.values()) + "."
+    )
+
+
+_EXAMPLES = {
+    "classifier": "classifier:./checkpoints/rm",
+    "logprob": "logprob:./checkpoints/policy",
+    "dpo": "dpo:./checkpoints/policy (with ref_model)",
+    "builtin": "builtin:length, builtin:random or builtin:minilm",
+    "python": "python:my_package.rewards:score",
+}
+
+
+def load_scorer(spec: str, *, cache: bool | str | os.PathLike[str] = True, **options: Any) -> Scorer:
+    """Public entry point: ``load_scorer("classifier:./rm", dtype="float32").score(prompts, responses)``.
+
+    ``cache``: True = the default SQLite file (see ``cache.default_cache_path``),
+    a path = that file, False = no cache. Scorers without a fingerprint
+    (``python:`` without ``version``) are never cached.
+    """
+    scorer = build_scorer(spec, parse_options(options))
+    if cache is False or scorer.fingerprint is None:
+        return scorer
+    from ..cache import ScoreStore, StoredScorer, default_cache_path, env_disables_cache
+
+    if cache is True and env_disables_cache():  # RMGAP_CACHE=off
+        return scorer
+    path = default_cache_path() if cache is True else Path(cache)
+    return StoredScorer(scorer, ScoreStore(path))
