@@ -18,7 +18,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from .errors import RMGapError, ScorerError
 from .scorers.base import Scorer, ScoreStats
 
 __all__ = ["CacheError", "Claim", "ScoreStore", "StoredScorer", "default_cache_path",
-           "env_disables_cache", "pair_hash"]
+           "env_disables_cache", "pair_hash", "resolve_cache_path"]
 
 ENV_VAR = "RMGAP_CACHE"
 _OFF_VALUES = {"0", "off", "false", "no", "none"}
@@ -43,7 +43,20 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY (fingerprint, chunk)) WITHOUT ROWID;
 """
 _BATCH = 500  # keys per IN (...) query, far below SQLite's bound-variable limit
-_HOST = socket.gethostname()
+# Scores are stored as the 8 bytes of the IEEE double: SQLite would turn NaN
+# into NULL and may store -0.0 as the integer 0; the bytes round-trip exactly.
+_DOUBLE = struct.Struct("<d")
+
+
+def _host_id() -> str:
+    """Hostname plus pid namespace: a pid means something only inside its namespace (containers)."""
+    try:
+        return f"{socket.gethostname()} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return socket.gethostname()
+
+
+_HOST = _host_id()
 # Connections inherited through fork are never closed in the child: closing
 # them there could checkpoint or drop the parent's WAL. They are parked here.
 _INHERITED: list[sqlite3.Connection] = []
@@ -54,23 +67,40 @@ class CacheError(RMGapError):
 
 
 def env_disables_cache() -> bool:
-    """True when ``RMGAP_CACHE`` is 0/off/false/no/none: the default cache is off."""
+    """True when ``RMGAP_CACHE`` is 0/off/false/no/none (any case): the default cache is off."""
     return os.environ.get(ENV_VAR, "").strip().lower() in _OFF_VALUES
 
 
-def default_cache_path() -> Path:
-    """$RMGAP_CACHE (a file, or a directory to hold scores.sqlite), else the XDG cache dir.
+def _as_file(path: Path) -> Path:
+    return path / "scores.sqlite" if path.is_dir() else path  # a directory holds scores.sqlite
 
-    When ``env_disables_cache()`` the XDG location is returned; callers check
-    that switch first.
+
+def default_cache_path() -> Path:
+    """$RMGAP_CACHE, else $XDG_CACHE_HOME/rmgap-pytest/scores.sqlite, else ~/.cache/...
+
+    When ``env_disables_cache()`` this is the XDG location; use
+    ``resolve_cache_path`` to honour the off switch.
     """
     value = os.environ.get(ENV_VAR, "").strip()
     if value and value.lower() not in _OFF_VALUES:
-        path = Path(value).expanduser()
-        return path / "scores.sqlite" if path.is_dir() else path
+        return _as_file(Path(value).expanduser())
     base = os.environ.get("XDG_CACHE_HOME", "").strip()
     root = Path(base).expanduser() if base else Path.home() / ".cache"
     return root / "rmgap-pytest" / "scores.sqlite"
+
+
+def resolve_cache_path(setting: bool | str | os.PathLike[str] | None = True) -> Path | None:
+    """The cache file for a user's setting, or None when caching is off.
+
+    One place for the rules, so ``load_scorer``, the CLI and the plugin agree:
+    True, None or "" = the default (off when ``RMGAP_CACHE`` says so); False or
+    0/off/false/no/none = off; anything else = that file.
+    """
+    if setting is None or setting is True or setting == "":
+        return None if env_disables_cache() else default_cache_path()
+    if setting is False or str(setting).strip().lower() in _OFF_VALUES:
+        return None
+    return _as_file(Path(setting).expanduser())
 
 
 def pair_hash(prompt: str, response: str) -> str:
@@ -81,16 +111,6 @@ def pair_hash(prompt: str, response: str) -> str:
         h.update(len(data).to_bytes(8, "big"))
         h.update(data)
     return h.hexdigest()
-
-
-# Scores are stored as the 8 bytes of the IEEE double: SQLite would turn NaN
-# into NULL and may store -0.0 as the integer 0; the bytes round-trip exactly.
-def _pack(value: float) -> bytes:
-    return struct.pack("<d", value)
-
-
-def _unpack(blob: bytes) -> float:
-    return struct.unpack("<d", blob)[0]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -108,11 +128,6 @@ def _pid_alive(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True
-
-
-def _batches(keys: Sequence[str]) -> Iterator[Sequence[str]]:
-    for i in range(0, len(keys), _BATCH):
-        yield keys[i:i + _BATCH]
 
 
 @dataclass
@@ -186,30 +201,29 @@ class ScoreStore:
             return
         if version > SCHEMA_VERSION:
             raise self._error(f"it was written by a newer rmgap-pytest (schema {version})")
-        with self._write(conn):  # not executescript: it would COMMIT our transaction
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # One transaction, so concurrent first openers create the schema once.
+        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
 
     @contextmanager
-    def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        conn = conn or self._conn()
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
     def _read(self, conn: sqlite3.Connection, fingerprint: str, keys: Sequence[str]) -> dict[str, float]:
         out: dict[str, float] = {}
-        for batch in _batches(keys):
+        for i in range(0, len(keys), _BATCH):
+            batch = keys[i:i + _BATCH]
             rows = conn.execute(
                 f"SELECT pair, score FROM scores WHERE fingerprint = ? AND pair IN ({','.join('?' * len(batch))})",
                 (fingerprint, *batch))
-            out.update((pair, _unpack(blob)) for pair, blob in rows)
+            out.update((pair, _DOUBLE.unpack(blob)[0]) for pair, blob in rows)
         return out
 
     def lookup(self, fingerprint: str, keys: Iterable[str]) -> dict[str, float]:
@@ -223,9 +237,9 @@ class ScoreStore:
         """
         with self._write() as conn:
             conn.executemany("INSERT OR IGNORE INTO scores VALUES (?, ?, ?)",
-                             [(fingerprint, k, _pack(float(v))) for k, v in scores.items()])
+                             [(fingerprint, k, _DOUBLE.pack(float(v))) for k, v in scores.items()])
             if release is not None:
-                self._release(conn, fingerprint, release)
+                self.release(fingerprint, release, conn)
             return self._read(conn, fingerprint, list(scores))
 
     def claim(self, fingerprint: str, chunks: Mapping[str, Sequence[str]], *, lease_s: float = 1800.0) -> Claim:
@@ -255,14 +269,11 @@ class ScoreStore:
                 break
         return found
 
-    def release(self, fingerprint: str, chunk: str) -> None:
-        """Drop this process's claim on ``chunk`` (after a failure: others may take it)."""
-        with self._write() as conn:
-            self._release(conn, fingerprint, chunk)
-
-    @staticmethod
-    def _release(conn: sqlite3.Connection, fingerprint: str, chunk: str) -> None:
-        # Only our own claim: after a lease expiry another process may own it now.
+    def release(self, fingerprint: str, chunk: str, conn: sqlite3.Connection | None = None) -> None:
+        """Drop this process's claim on ``chunk`` (only ours: after a lease expiry it may be another's)."""
+        if conn is None:
+            with self._write() as conn:
+                return self.release(fingerprint, chunk, conn)
         conn.execute("DELETE FROM claims WHERE fingerprint = ? AND chunk = ? AND host = ? AND pid = ?",
                      (fingerprint, chunk, _HOST, os.getpid()))
 
@@ -347,10 +358,13 @@ class StoredScorer:
                 continue
             try:
                 scores = self._inner_score([unique[k] for k in claim.missing])
+                found.update(self.store.put(fp, dict(zip(claim.missing, scores)), release=claim.chunk))
             except BaseException:
-                self.store.release(fp, claim.chunk)  # nothing stored is lost; others may retry
+                # Nothing stored is lost; dropping the claim lets others (or a rerun) retry now
+                # instead of after the lease. Best effort: the database may be what failed.
+                with suppress(sqlite3.Error):
+                    self.store.release(fp, claim.chunk)
                 raise
-            found.update(self.store.put(fp, dict(zip(claim.missing, scores)), release=claim.chunk))
             computed += len(claim.missing)
 
     def _inner_score(self, pairs: list[tuple[str, str]]) -> np.ndarray:

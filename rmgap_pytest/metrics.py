@@ -240,7 +240,7 @@ def _blindness_rows(out: pd.DataFrame, counts: np.ndarray) -> list[dict]:
 
 
 COMPARE_COLUMNS = ["kind", "domain", "dimension", "level", "metric", "baseline", "current", "diff", "lo", "hi",
-                   "regressed"]
+                   "support", "regressed"]
 
 
 def compare(base: pd.DataFrame, cur: pd.DataFrame, *, tolerance: float = 0.02, confidence: float = 0.95,
@@ -258,6 +258,8 @@ def compare(base: pd.DataFrame, cur: pd.DataFrame, *, tolerance: float = 0.02, c
     ub, uc = _units(base), _units(cur)
     counts = bootstrap_counts(record_domains(cur), n_boot, seed)
     dom_cols = [i for i, lab in enumerate(uc.labels) if lab[0] == "domain"]
+    groups = uc.den["Consistency"].sum(0)
+    support = np.append(groups, groups[dom_cols].sum())
     rows = []
     for metric in METRICS:
         den = uc.den[metric]
@@ -271,6 +273,6 @@ def compare(base: pd.DataFrame, cur: pd.DataFrame, *, tolerance: float = 0.02, c
         for u, (kind, d, dim, lvl) in enumerate(labels):
             diff = vc[u] - vb[u]
             rows.append(dict(kind=kind, domain=d, dimension=dim, level=lvl, metric=metric, baseline=vb[u],
-                             current=vc[u], diff=diff, lo=lo[u], hi=hi[u],
+                               current=vc[u], diff=diff, lo=lo[u], hi=hi[u], support=int(support[u]),
                              regressed=bool(diff < -tolerance and hi[u] < 0)))
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)

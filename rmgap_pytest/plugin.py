@@ -1,1 +1,179 @@
+"""pytest hooks: thin, each hands off to ``GateSession``.
 
+Without ``--rm-model`` (or its ini/env equivalents) every hook returns at
+once, so a project's ordinary test suite runs exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the gate's modules import pandas; load them only when a model is given
+    from .session import GateSession, GateSettings
+
+PREFIX = "rmgap::"
+
+# (option, ini name, environment variable, help, extra addoption kwargs)
+OPTIONS: list[tuple[str, str, str | None, str, dict[str, Any]]] = [
+    ("--rm-model", "rm_model", "RMGAP_MODEL", "reward model spec: a model directory, classifier:PATH, "
+     "logprob:PATH, dpo:PATH, builtin:length|random|minilm or python:MODULE:ATTR. Turns the gate on.", {}),
+    ("--rm-ref-model", "rm_ref_model", "RMGAP_REF_MODEL", "reference model for dpo:", {}),
+    ("--rm-device", "rm_device", "RMGAP_DEVICE", "auto (default), cpu, cuda or cuda:N", {}),
+    ("--rm-dtype", "rm_dtype", "RMGAP_DTYPE", "auto (default), float32, bfloat16 or float16", {}),
+    ("--rm-batch-size", "rm_batch_size", None, "fixed pairs per batch (default: a token budget)", {}),
+    ("--rm-max-length", "rm_max_length", None, "tokens per pair; longer prompts lose their start", {}),
+    ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code", {}),
+    ("--rm-scorer-version", "rm_scorer_version", None, "python: scorers are cached only under a version", {}),
+    ("--rmgap-data", "rmgap_data", "RMGAP_DATA", "RMGAP JSONL file (default: the embedded sample)", {}),
+    ("--rmgap-thresholds", "rmgap_thresholds", "RMGAP_THRESHOLDS", "thresholds YAML (default: built-in)", {}),
+    ("--rmgap-report", "rmgap_report", "RMGAP_REPORT", "directory for metrics.json, report.json/.md/.html", {}),
+    ("--rmgap-baseline", "rmgap_baseline", "RMGAP_BASELINE", "report.json of the accepted run to compare with",
+     {}),
+    ("--rmgap-update-baseline", "rmgap_update_baseline", None, "write this run as the baseline", {}),
+    ("--rmgap-cache", "rmgap_cache", "RMGAP_CACHE", "score cache file, or 'off' (default: "
+     "~/.cache/rmgap-pytest/scores.sqlite)", {}),
+]
+_FLAGS = {"--rm-trust-remote-code", "--rmgap-update-baseline"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rmgap", "RMGAP reward-model gate")
+    for opt, ini, env, help_, _ in OPTIONS:
+        env_note = f" [env {env}]" if env else ""
+        if opt in _FLAGS:
+            group.addoption(opt, action="store_true", default=None, dest=ini, help=help_)
+            parser.addini(ini, help_, type="bool", default=False)
+        else:
+            group.addoption(opt, default=None, dest=ini, metavar="VALUE", help=help_ + env_note)
+            parser.addini(ini, help_ + env_note, default=None)
+
+
+def _value(config: pytest.Config, ini: str, env: str | None) -> Any:
+    """Command line, then environment, then ini."""
+    value = config.getoption(ini)
+    if value is None and env:
+        value = os.environ.get(env) or None
+    if value is None:
+        value = config.getini(ini) or None
+    return value
+
+
+def settings_from_config(config: pytest.Config) -> "GateSettings | None":
+    values = {ini: _value(config, ini, env) for _, ini, env, _, _ in OPTIONS}
+    if not values["rm_model"]:
+        return None
+    from .session import GateSettings
+    ints = {}
+    for name in ("rm_batch_size", "rm_max_length"):
+        if values[name] is not None:
+            try:
+                ints[name] = int(values[name])
+                assert ints[name] > 0
+            except (ValueError, AssertionError):
+                raise pytest.UsageError(f"--{name.replace('_', '-')}: {values[name]!r} is not a positive "
+                                        "integer.") from None
+    options = dict(ref_model=values["rm_ref_model"], device=values["rm_device"], dtype=values["rm_dtype"],
+                   batch_size=ints.get("rm_batch_size"), max_length=ints.get("rm_max_length"),
+                   trust_remote_code=bool(values["rm_trust_remote_code"]) or None,
+                   version=values["rm_scorer_version"])
+    return GateSettings(model=values["rm_model"], data=values["rmgap_data"], thresholds=values["rmgap_thresholds"],
+                        report=values["rmgap_report"], baseline=values["rmgap_baseline"],
+                        update_baseline=bool(values["rmgap_update_baseline"]), cache=values["rmgap_cache"],
+                        scorer_options={k: v for k, v in options.items() if v is not None})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = settings_from_config(config)
+    if settings is None:
+        return
+    from .errors import RMGapError
+    from .session import GateSession
+
+    try:
+        session = GateSession.from_settings(settings)
+    except RMGapError as exc:
+        raise pytest.UsageError(f"rmgap: {exc}") from None
+    config.addinivalue_line("markers", "rmgap: an RMGAP gate check (select with -m rmgap)")
+    config.pluginmanager.register(GatePlugin(config, session), "rmgap-gate")
+
+
+class GatePlugin:
+    """The hooks that need the gate's state; registered only when a model is given."""
+
+    def __init__(self, config: pytest.Config, session: "GateSession") -> None:
+        self.config = config
+        self.gate = session
+        self.ran_gate_items = False
+        workerinput = getattr(config, "workerinput", None)
+        self.worker_id = workerinput["workerid"] if workerinput else None
+        # Under xdist the controller makes a run-scoped store (pytest_configure_node) and hands
+        # it to every worker, so uncached scorers still score each pair once in total.
+        self.store: str | None = workerinput.get("rmgap_store") if workerinput else None
+        self.run_id: str = workerinput.get("rmgap_run_id") if workerinput else uuid.uuid4().hex
+
+    def pytest_report_header(self) -> list[str]:
+        b, gate = self.gate.bench, self.gate
+        return [f"rmgap: model {gate.settings.model}; data {b.path} ({len(b.records)} records, {b.n_items} items, "
+                f"sha256 {b.sha256[:12]}); thresholds {gate.thresholds.source}; {len(gate.checks)} checks"]
+
+    @pytest.hookimpl(tryfirst=True)  # before -k/-m/--deselect filter the items
+    def pytest_collection_modifyitems(self, session: pytest.Session, items: list) -> None:
+        from .items import collect_gate_items
+
+        items.extend(collect_gate_items(session, self.gate))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Score once, before the first gate item runs (each xdist worker shares the work)."""
+        if not _is_controller(self.config) and any(i.nodeid.startswith(PREFIX) for i in session.items):
+            self._prepare()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.nodeid.startswith(PREFIX):
+            self.ran_gate_items = True
+
+    def pytest_sessionfinish(self) -> None:
+        if self.worker_id is not None:
+            return
+        if _is_controller(self.config) and self.ran_gate_items:
+            self._prepare()  # the workers stored every score: this reads them, no model work
+        self.gate.finish()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.worker_id is None and (self.gate.result is not None or self.gate.error):
+            from .items import write_summary
+
+            write_summary(terminalreporter, self.gate)
+
+    def pytest_unconfigure(self) -> None:
+        if self.worker_id is None and self.store is not None:  # the controller's run-scoped store
+            shutil.rmtree(Path(self.store).parent, ignore_errors=True)
+
+    def pytest_configure_node(self, node: Any) -> None:  # xdist controller only
+        if self.store is None:
+            self.store = str(Path(tempfile.mkdtemp(prefix="rmgap-run-")) / "scores.sqlite")
+        node.workerinput["rmgap_store"] = self.store
+        node.workerinput["rmgap_run_id"] = self.run_id
+
+    def _prepare(self) -> None:
+        from .items import prepare_with_progress
+        from .session import worker_device
+
+        settings = self.gate.settings
+        device = worker_device(self.worker_id, settings.scorer_options.get("device"), settings.model)
+        prepare_with_progress(self.config, self.gate, self.store, self.run_id, device)
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    """The xdist process that hands out items and runs none itself."""
+    return (not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("dsession")
+            and getattr(config.option, "dist", "no") != "no")

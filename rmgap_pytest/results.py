@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .data import DIMENSIONS
 from .errors import BaselineError
 from .evaluate import Evaluation
 
 REPORT_VERSION = 1
 # Per-item columns a later comparison needs; the rest is rebuilt from the data file.
-OUTCOME_COLUMNS = ["record_id", "group", "prompt", "winner", "wins", "bon", "invalid", "ranking", "top",
-                   "s0", "s1", "s2", "s3"]
+OUTCOME_COLUMNS = ["record_id", "domain", "group", "prompt", "winner", "winner_idx", *DIMENSIONS, "wins", "bon",
+                   "invalid", "ranking", "top", "margin", "s0", "s1", "s2", "s3"]
+_KEY = ["record_id", "group", "prompt"]
 
 
 def _clean(value: Any) -> Any:
@@ -93,17 +95,31 @@ def load_run(path: str | Path) -> dict[str, Any]:
     return run
 
 
-def outcomes_from_run(run: dict[str, Any], items: pd.DataFrame) -> pd.DataFrame:
-    """Rebuild a stored run's outcome table aligned with ``items`` (the current data's item table)."""
-    stored = pd.DataFrame(run["outcomes"]["rows"], columns=run["outcomes"]["columns"])
-    key = ["record_id", "group", "prompt"]
-    merged = items.merge(stored.drop(columns=["winner"]), on=key, how="left", validate="one_to_one")
-    if merged["wins"].isna().any() or len(stored) != len(items):
-        raise BaselineError(f"{run.get('path', 'baseline')}: its items do not match the current data. "
-                            "Fix: compare runs on the same benchmark file.")
-    merged["wins"] = merged["wins"].astype(np.int64)
-    merged["bon"] = merged["bon"].astype(bool)
-    merged["invalid"] = merged["invalid"].astype(bool)
-    for j in range(4):
-        merged[f"s{j}"] = merged[f"s{j}"].astype(np.float64)  # None (non-finite) -> NaN
-    return merged
+def outcomes_from_run(run: dict[str, Any]) -> pd.DataFrame:
+    """A stored run's outcome table, as ``metrics.outcome_table`` built it."""
+    out = pd.DataFrame(run["outcomes"]["rows"], columns=run["outcomes"]["columns"])
+    missing = [c for c in OUTCOME_COLUMNS if c not in out.columns]
+    if missing:
+        raise BaselineError(f"{run.get('path', 'run')}: its outcomes lack {', '.join(missing)}. Fix: regenerate "
+                            "it with this version of rmgap-pytest.")
+    out.insert(0, "item", np.arange(len(out)))
+    for col, kind in (("wins", np.int64), ("winner_idx", np.int64), ("bon", bool), ("invalid", bool)):
+        out[col] = out[col].astype(kind)
+    for col in ("margin", "s0", "s1", "s2", "s3"):
+        out[col] = out[col].astype(np.float64)  # None (non-finite) -> NaN
+    return out
+
+
+def align(base: pd.DataFrame, current: pd.DataFrame, where: str = "baseline") -> pd.DataFrame:
+    """``base`` reordered to ``current``'s items; both runs must cover the same items."""
+    b = base.set_index(_KEY)
+    if len(base) != len(current) or b.index.has_duplicates:
+        raise BaselineError(f"{where}: {len(base)} items vs {len(current)} in the current run. Fix: compare runs "
+                            "of the same benchmark file.")
+    try:
+        aligned = b.loc[pd.MultiIndex.from_frame(current[_KEY])].reset_index()
+    except KeyError:
+        raise BaselineError(f"{where}: its items differ from the current run's. Fix: compare runs of the same "
+                            "benchmark file.") from None
+    aligned["item"] = current["item"].to_numpy()
+    return aligned[current.columns.intersection(aligned.columns)]

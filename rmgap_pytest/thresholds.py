@@ -166,9 +166,9 @@ def _unit(source: str, key: str, value: Any) -> float | None:
     return float(value)
 
 
-def _count(source: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ThresholdsError(f"{source}: {key} = {value!r} must be a whole number of prompt groups, at least 1.")
+def _count(source: str, key: str, value: Any, minimum: int = 1, what: str = "prompt groups") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ThresholdsError(f"{source}: {key} = {value!r} must be a whole number of {what}, at least {minimum}.")
     return value
 
 
@@ -188,7 +188,9 @@ def _regression(source: str, value: Any) -> dict[str, Any]:
             v = _unit(source, f"regression.{name}", v)
             if v is None:
                 raise ThresholdsError(f"{source}: regression.{name} cannot be null.")
+        elif name == "seed":
+            v = _count(source, "regression.seed", v, minimum=0, what="(a random seed)")
         else:
-            v = _count(source, f"regression.{name}", v)
+            v = _count(source, "regression.n_boot", v, minimum=100, what="bootstrap draws")
         out[name] = v
     return out

@@ -22,7 +22,7 @@ import pytest
 
 import rmgap_pytest.scorers as scorers
 from rmgap_pytest.cache import (CacheError, ScoreStore, StoredScorer, _pid_alive, default_cache_path,
-                                env_disables_cache, pair_hash)
+                                env_disables_cache, pair_hash, resolve_cache_path)
 from rmgap_pytest.errors import ScorerError
 from rmgap_pytest.scorers.base import Scorer, ScoreStats
 
@@ -109,6 +109,11 @@ def test_default_cache_path_honours_env(monkeypatch, tmp_path):
         monkeypatch.setenv("RMGAP_CACHE", off)
         assert env_disables_cache()
         assert default_cache_path() == tmp_path / "xdg/rmgap-pytest/scores.sqlite"
+        assert resolve_cache_path(True) is None and resolve_cache_path(None) is None
+    assert resolve_cache_path(tmp_path / "x.sqlite") == tmp_path / "x.sqlite"  # an explicit path beats the switch
+    assert resolve_cache_path(False) is None and resolve_cache_path("Off") is None
+    monkeypatch.delenv("RMGAP_CACHE")
+    assert resolve_cache_path(True) == resolve_cache_path("") == tmp_path / "xdg/rmgap-pytest/scores.sqlite"
 
 
 def test_load_scorer_wraps_unless_turned_off(monkeypatch, tmp_path):
@@ -119,6 +124,7 @@ def test_load_scorer_wraps_unless_turned_off(monkeypatch, tmp_path):
     assert wrapped.store.path == tmp_path / "env.sqlite" and wrapped.fingerprint == "fake-v1"
     assert scorers.load_scorer("fake:test", cache=tmp_path / "arg.sqlite").store.path == tmp_path / "arg.sqlite"
     assert isinstance(scorers.load_scorer("fake:test", cache=False), FakeScorer)
+    assert isinstance(scorers.load_scorer("fake:test", cache="off"), FakeScorer)
     monkeypatch.setenv("RMGAP_CACHE", "off")
     assert isinstance(scorers.load_scorer("fake:test"), FakeScorer)
 

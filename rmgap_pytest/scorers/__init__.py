@@ -94,9 +94,9 @@ def load_scorer(spec: str, *, cache: bool | str | os.PathLike[str] = True, **opt
     scorer = build_scorer(spec, parse_options(options))
     if cache is False or scorer.fingerprint is None:
         return scorer
-    from ..cache import ScoreStore, StoredScorer, default_cache_path, env_disables_cache
+    from ..cache import ScoreStore, StoredScorer, resolve_cache_path
 
-    if cache is True and env_disables_cache():  # RMGAP_CACHE=off
+    path = resolve_cache_path(cache)  # also honours RMGAP_CACHE=off
+    if path is None:
         return scorer
-    path = default_cache_path() if cache is True else Path(cache)
     return StoredScorer(scorer, ScoreStore(path))

@@ -75,6 +75,16 @@ def _token_range(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tu
     return (inside[0], inside[-1] + 1) if inside else None
 
 
+def _find(text: str, needle: str, start: int = 0) -> tuple[int, int]:
+    """(position, length) of ``needle`` in ``text``; templates that trim content (Llama 3's
+    ``| trim``) are matched by the stripped needle. (-1, 0) when absent."""
+    for candidate in (needle, needle.strip()):
+        at = text.find(candidate, start) if candidate else -1
+        if at >= 0:
+            return at, len(candidate)
+    return -1, 0
+
+
 def _tokenize(tokenizer: Any, texts: list[str], add_special: bool, offsets: bool) -> Any:
     return tokenizer(texts, add_special_tokens=add_special, return_offsets_mapping=offsets,
                      return_attention_mask=False, return_token_type_ids=False)
@@ -99,11 +109,11 @@ def _encode_rendered(tokenizer: Any, prompts: Sequence[str], responses: Sequence
         prompt_range, r1 = (0, r0), len(ids)  # without offsets: cut from the left
         if has_offsets:
             offsets = full_tok["offset_mapping"][i]
-            pc0 = full.find(prompt) if chat else 0
-            found = _token_range(offsets, pc0, pc0 + len(prompt)) if pc0 >= 0 and prompt else None
+            pc0, pn = _find(full, prompt) if chat else (0, len(prompt))
+            found = _token_range(offsets, pc0, pc0 + pn) if pc0 >= 0 else None
             prompt_range = (found[0], min(found[1], r0)) if found and found[0] < r0 else (r0, r0)
-            rc0 = full.find(response, pc0 + len(prompt) if pc0 >= 0 else 0) if chat else len(prompt)
-            resp = _token_range(offsets, rc0, rc0 + len(response)) if rc0 >= 0 else None
+            rc0, rn = _find(full, response, max(pc0 + pn, 0)) if chat else (len(prompt), len(response))
+            resp = _token_range(offsets, rc0, rc0 + rn) if rc0 >= 0 else None
             r1 = max(r0, resp[1]) if resp else r0
         out.append(Encoded(ids, None, prompt_range, (r0, r1)))
     return out

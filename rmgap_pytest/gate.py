@@ -1,0 +1,174 @@
+"""The gate's checks: which exist, and how each one is decided.
+
+``plan_checks`` depends only on the data, the thresholds and whether a
+baseline is given, so every pytest-xdist worker collects the same items
+before any model is scored. ``decide_checks`` turns an evaluation (and an
+optional baseline comparison) into one verdict row per (check, metric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import DIMENSIONS, DOMAINS, Benchmark, item_table
+from .metrics import ALL, AVG, METRICS
+from .thresholds import Thresholds, cell_name
+
+CHECK_COLUMNS = ["id", "kind", "domain", "dimension", "level", "metric", "value", "lo", "hi", "threshold",
+                 "direction", "support", "status", "reason"]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One gate test item, known before scoring."""
+
+    id: str
+    kind: str  # avg | domain | cell | gap | blindness | regression
+    domain: str
+    dimension: str | None = None
+    level: str | None = None
+    metric: str | None = None  # None: every metric of a cell
+    support: int | None = None  # prompt groups, for cells
+
+
+def cell_supports(bench: Benchmark) -> dict[tuple[str, str, str], int]:
+    """Prompt groups per (domain or All, dimension, winner level): known from the data alone."""
+    groups = item_table(bench)
+    groups = groups[groups["prompt"] == 0]
+    out: dict[tuple[str, str, str], int] = {}
+    for dim in DIMENSIONS:
+        if groups[dim].isna().all():
+            continue
+        for (dom, lvl), n in groups.groupby(["domain", dim]).size().items():
+            out[(dom, dim, lvl)] = int(n)
+        for lvl, n in groups.groupby(dim).size().items():
+            out[(ALL, dim, lvl)] = int(n)
+    return out
+
+
+def _ordered_cells(supports: dict[tuple[str, str, str], int]) -> list[tuple[str, str, str]]:
+    return [(d, dim, lvl) for d in [*DOMAINS, ALL] for dim, lvls in DIMENSIONS.items() for lvl in lvls
+            if (d, dim, lvl) in supports]
+
+
+def plan_checks(bench: Benchmark, thresholds: Thresholds, with_baseline: bool = False) -> list[CheckSpec]:
+    """Every gate item, in a stable order: averages, domains, cells, gaps, blindness, regressions."""
+    domains = bench.domains
+    supports = cell_supports(bench)
+    cells = _ordered_cells(supports)
+    specs = [CheckSpec(f"avg[{m}]", "avg", AVG, metric=m) for m in METRICS]
+    specs += [CheckSpec(f"domain[{d}/{m}]", "domain", d, metric=m) for d in domains for m in METRICS]
+    specs += [CheckSpec(f"cell[{cell_name(d, dim, lvl)}]", "cell", d, dim, lvl, support=supports[(d, dim, lvl)])
+              for d, dim, lvl in cells]
+    gap_keys = sorted({(d, dim) for d, dim, _ in cells}, key=lambda k: ([*DOMAINS, ALL].index(k[0]),
+                                                                         list(DIMENSIONS).index(k[1])))
+    specs += [CheckSpec(f"gap[{d}/{dim}]", "gap", d, dim, metric="BoN gap") for d, dim in gap_keys]
+    specs += [CheckSpec(f"blindness[{d}]", "blindness", d, metric="Prompt blindness") for d in [*domains, ALL]]
+    if with_baseline:
+        specs += [CheckSpec(f"regression[{d}/{m}]", "regression", d, metric=m) for d in [AVG, *domains]
+                  for m in METRICS]
+        specs += [CheckSpec(f"regression[{cell_name(d, dim, lvl)}]", "regression", d, dim, lvl,
+                            support=supports[(d, dim, lvl)])
+                  for d, dim, lvl in cells if supports[(d, dim, lvl)] >= thresholds.min_support]
+    return specs
+
+
+def _row(spec: CheckSpec, metric: str, value: float, lo: float, hi: float, threshold: float | None,
+         direction: str, support: int | None, reason_if_fail: str = "") -> dict:
+    if threshold is None:
+        status, reason = "pass", "not gated (threshold is null)"
+    elif value is None or not np.isfinite(value):
+        status, reason = "fail", "no value (every item invalid?)"
+    else:
+        ok = value >= threshold if direction == "min" else value <= threshold
+        status, reason = ("pass", "") if ok else ("fail", reason_if_fail)
+    return dict(id=spec.id, kind=spec.kind, domain=spec.domain, dimension=spec.dimension, level=spec.level,
+                metric=metric, value=value, lo=lo, hi=hi, threshold=threshold, direction=direction,
+                support=support, status=status, reason=reason)
+
+
+def _skip(spec: CheckSpec, metric: str | None, reason: str) -> dict:
+    return dict(id=spec.id, kind=spec.kind, domain=spec.domain, dimension=spec.dimension, level=spec.level,
+                metric=metric, value=np.nan, lo=np.nan, hi=np.nan, threshold=None, direction=None,
+                support=spec.support, status="skip", reason=reason)
+
+
+def decide_checks(specs: list[CheckSpec], table: pd.DataFrame, thresholds: Thresholds,
+                  comparison: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (check, metric); a check fails when any of its rows fails."""
+    lookup = {(r.kind, r.domain, _none(r.dimension), _none(r.level), r.metric): r
+              for r in table.itertuples(index=False)}
+    rows: list[dict] = []
+    for spec in specs:
+        if spec.kind in ("avg", "domain"):
+            r = lookup[("domain", spec.domain, None, None, spec.metric)]
+            rows.append(_row(spec, spec.metric, r.value, r.lo, r.hi, thresholds.domain_floor(spec.domain, spec.metric),
+                             "min", r.support, "below the floor"))
+        elif spec.kind == "cell":
+            rows += _cell_rows(spec, lookup, thresholds)
+        elif spec.kind == "gap":
+            r = lookup.get(("gap", spec.domain, spec.dimension, _gap_level(table, spec), "BoN gap"))
+            if r is None:
+                rows.append(_skip(spec, "BoN gap", f"fewer than 2 levels reach min_support {thresholds.min_support}"))
+            else:
+                rows.append(_row(spec, "BoN gap", r.value, r.lo, r.hi, thresholds.gap_ceiling(spec.domain, spec.dimension),
+                                 "max", r.support, f"{r.level}: some users are served far worse than others"))
+        elif spec.kind == "blindness":
+            r = lookup[("blindness", spec.domain, None, None, "Prompt blindness")]
+            rows.append(_row(spec, "Prompt blindness", r.value, r.lo, r.hi, thresholds.blindness_ceiling(spec.domain),
+                             "max", r.support, "the model ignores what the user asked on too many records"))
+        elif spec.kind == "regression":
+            rows += _regression_rows(spec, comparison, thresholds)
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+def _none(value: object) -> object:
+    """NaN (pandas' missing) -> None, so table keys match check specs."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+def _gap_level(table: pd.DataFrame, spec: CheckSpec) -> str | None:
+    hit = table[(table["kind"] == "gap") & (table["domain"] == spec.domain) & (table["dimension"] == spec.dimension)]
+    return hit["level"].iloc[0] if len(hit) else None
+
+
+def _cell_rows(spec: CheckSpec, lookup: dict, thresholds: Thresholds) -> list[dict]:
+    if spec.support is not None and spec.support < thresholds.min_support:
+        return [_skip(spec, None, f"support {spec.support} prompt groups < min_support {thresholds.min_support}")]
+    rows = []
+    for m in METRICS:
+        floor = thresholds.cell_floor(spec.domain, spec.dimension, spec.level, m)
+        if floor is None:
+            continue
+        r = lookup[("cell", spec.domain, spec.dimension, spec.level, m)]
+        rows.append(_row(spec, m, r.value, r.lo, r.hi, floor, "min", r.support, "below the floor"))
+    return rows or [_skip(spec, None, "every metric of this cell is un-gated (null floors)")]
+
+
+def _regression_rows(spec: CheckSpec, comparison: pd.DataFrame | None, thresholds: Thresholds) -> list[dict]:
+    if comparison is None:
+        return [_skip(spec, spec.metric, "no baseline to compare with")]
+    kind = "cell" if spec.level is not None else "domain"
+    sel = comparison[(comparison["kind"] == kind) & (comparison["domain"] == spec.domain)]
+    if spec.level is not None:
+        sel = sel[(sel["dimension"] == spec.dimension) & (sel["level"] == spec.level)]
+    else:
+        sel = sel[sel["metric"] == spec.metric]
+    rows = []
+    for r in sel.itertuples(index=False):
+        row = _row(spec, r.metric, r.diff, r.lo, r.hi, -thresholds.tolerance, "min", spec.support)
+        # A drop beyond the tolerance that the paired interval cannot tell from noise is not a regression.
+        row["status"] = "fail" if r.regressed else "pass"
+        row["reason"] = (f"dropped {-r.diff:.3f} ({r.baseline:.3f} -> {r.current:.3f}), beyond the tolerance "
+                         f"{thresholds.tolerance:g} and outside noise" if r.regressed else "")
+        rows.append(row)
+    return rows
+
+
+def check_status(rows: pd.DataFrame) -> str:
+    """fail if any metric failed, skip if all skipped, else pass."""
+    statuses = set(rows["status"])
+    return "fail" if "fail" in statuses else "skip" if statuses == {"skip"} else "pass"

@@ -1,0 +1,97 @@
+"""The gate's pytest items and terminal output.
+
+Items live under one collector node ``rmgap`` so their ids read
+``rmgap::cell[Chat/Conciseness=terse]`` and ``-k``, ``-m rmgap`` and
+``--deselect`` work as for any test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .session import GateSession
+
+
+class GateFailure(Exception):
+    """A check failed: shown as its message, never as a traceback."""
+
+
+class GateCollector(pytest.Collector):
+    def __init__(self, *, gate: GateSession, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def collect(self) -> list["GateItem"]:
+        return [GateItem.from_parent(self, name=spec.id, gate=self.gate) for spec in self.gate.checks]
+
+
+class GateItem(pytest.Item):
+    def __init__(self, *, gate: GateSession, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+        self.add_marker("rmgap")
+
+    def runtest(self) -> None:
+        gate = self.gate
+        if gate.error is not None:
+            raise GateFailure(f"the gate could not score the model: {gate.error}")
+        if gate.result is None:
+            raise GateFailure("the gate was not prepared (scoring did not run in this process)")
+        status, rows = gate.verdict(self.name)
+        for r in rows.itertuples(index=False):
+            self.user_properties += [(f"{r.metric or 'check'}.{k}", _prop(getattr(r, k)))
+                                     for k in ("value", "lo", "hi", "threshold", "support")]
+        if status == "skip":
+            # Reported at the item ("rmgap::cell[...]"), not at this line of the plugin.
+            raise pytest.skip.Exception(f"{self.name}: {rows['reason'].iloc[0]}", _use_item_location=True)
+        if status == "fail":
+            raise GateFailure(gate.failure_message(self.name, rows))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, GateFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[str, int, str]:
+        return "rmgap", 0, f"rmgap::{self.name}"
+
+
+def _prop(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+    return "" if v != v else f"{v:.6g}"
+
+
+def collect_gate_items(session: pytest.Session, gate: GateSession) -> list[GateItem]:
+    collector = GateCollector.from_parent(session, name="rmgap", nodeid="rmgap", gate=gate)
+    return collector.collect()
+
+
+def prepare_with_progress(config: pytest.Config, gate: GateSession, store: str | None = None,
+                          run_id: str | None = None, device: str | None = None) -> None:
+    """Score with pytest's capture off, so the progress bar reaches the terminal."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        gate.prepare(store, run_id, device)
+        return
+    with capman.global_and_fixture_disabled():
+        gate.prepare(store, run_id, device)
+
+
+def write_summary(terminalreporter: Any, gate: GateSession) -> None:
+    from .report import terminal_summary
+
+    tr = terminalreporter
+    tr.write_sep("=", "RMGAP generalization report")
+    if gate.error is not None:
+        tr.write_line(f"rmgap: scoring failed: {gate.error}", red=True)
+        return
+    res = gate.result
+    tr.write_line(terminal_summary(res.evaluation, checks=res.checks, comparison=res.comparison,
+                                   files=gate.files or None))
+    for message in gate.messages:
+        tr.write_line(message)

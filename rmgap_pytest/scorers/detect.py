@@ -1,0 +1,41 @@
+"""A bare model directory -> its scorer kind, read from config.json's ``architectures``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ScorerError
+from .base import ScorerOptions
+
+__all__ = ["detect_kind"]
+
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def detect_kind(path: Path, options: ScorerOptions) -> tuple[str, str]:
+    """``(kind, reason)`` for a model directory, or a ScorerError that says which prefix to use."""
+    config_file = path / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScorerError(f"{str(path)!r} has no config.json, so its kind cannot be detected. Fix: point at "
+                          "a save_pretrained() directory, or write the kind explicitly (classifier:PATH, "
+                          "logprob:PATH, dpo:PATH).") from None
+    except (OSError, ValueError) as exc:
+        raise ScorerError(f"Cannot read {config_file}: {exc}. Fix: re-save the model with "
+                          "save_pretrained().") from None
+    architectures = config.get("architectures") or [] if isinstance(config, dict) else []
+    for arch in architectures:
+        if isinstance(arch, str) and arch.endswith("ForSequenceClassification"):
+            return "classifier", f"config.json architectures lists {arch}"
+    for arch in architectures:
+        if isinstance(arch, str) and arch.endswith(_CAUSAL_SUFFIXES):
+            if options.ref_model:
+                return "dpo", f"config.json architectures lists {arch} and ref_model is set"
+            return "logprob", f"config.json architectures lists {arch}"
+    found = ", ".join(map(str, architectures)) or "no architectures"
+    raise ScorerError(f"Cannot tell what kind of reward model {str(path)!r} is: config.json lists {found}, "
+                      "neither a *ForSequenceClassification nor a *ForCausalLM / *LMHeadModel. Fix: write the "
+                      "kind explicitly: classifier:PATH for a reward head, logprob:PATH (or dpo:PATH with "
+                      "ref_model) for a language model.")

@@ -1,0 +1,219 @@
+"""The gate's state for one pytest session, testable without pytest.
+
+The plugin's hooks only call this object. Lifecycle:
+
+1. ``GateSession.from_settings`` validates everything cheap up front (data,
+   thresholds, scorer spec, baseline) so a typo is a usage error before any
+   model loads.
+2. ``checks`` is the item plan, known from the data alone, so every xdist
+   worker collects the same items.
+3. ``prepare`` scores every pair once and decides every check. Scoring goes
+   through a SQLite store (the score cache, or a run-scoped file when the
+   cache is off): xdist workers claim chunks of pairs from it, so each pair is
+   scored once in total, and a dead worker's chunk is taken over.
+4. ``finish`` writes the report files and, when asked, the new baseline.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .data import Benchmark, load_benchmark
+from .errors import BaselineError, RMGapError
+from .evaluate import DEFAULT_BOOT, Evaluation, evaluation_from_scores, score_benchmark
+from .gate import CheckSpec, check_status, decide_checks, plan_checks
+from .scorers import Scorer, build_scorer, parse_options
+from .thresholds import Thresholds, load_thresholds
+
+
+@dataclass
+class GateSettings:
+    """Resolved option values (command line > environment > ini)."""
+
+    model: str
+    data: str | None = None
+    thresholds: str | None = None
+    report: str | None = None
+    baseline: str | None = None
+    update_baseline: bool = False
+    cache: str | None = None  # a path, "off", or None for the default file
+    scorer_options: dict[str, Any] = field(default_factory=dict)
+    bootstrap: int = DEFAULT_BOOT
+
+
+@dataclass
+class GateResult:
+    evaluation: Evaluation
+    checks: pd.DataFrame  # gate.CHECK_COLUMNS
+    comparison: pd.DataFrame | None
+
+
+class GateSession:
+    def __init__(self, settings: GateSettings, bench: Benchmark, thresholds: Thresholds,
+                 baseline: dict[str, Any] | None) -> None:
+        self.settings = settings
+        self.bench = bench
+        self.thresholds = thresholds
+        self.baseline = baseline
+        self.checks: list[CheckSpec] = plan_checks(bench, thresholds, with_baseline=baseline is not None)
+        self.result: GateResult | None = None
+        self.error: str | None = None
+        self.files: dict[str, Path] = {}
+        self.messages: list[str] = []
+
+    @classmethod
+    def from_settings(cls, settings: GateSettings) -> "GateSession":
+        """Validate data, thresholds, scorer spec and baseline; raises RMGapError with a fix."""
+        bench = load_benchmark(settings.data)
+        thresholds = load_thresholds(settings.thresholds)
+        build_scorer(settings.model, parse_options(settings.scorer_options))  # spec errors now, not mid-run
+        baseline = None
+        if settings.baseline and (Path(settings.baseline).exists() or not settings.update_baseline):
+            from .results import load_run
+
+            baseline = load_run(settings.baseline)
+            if baseline["meta"]["data"]["sha256"] != bench.sha256:
+                raise BaselineError(
+                    f"{settings.baseline}: the baseline was scored on {baseline['meta']['data']['path']} "
+                    f"(sha256 {baseline['meta']['data']['sha256'][:12]}), this run uses {bench.path} "
+                    f"(sha256 {bench.sha256[:12]}). Comparing across different data is meaningless. Fix: "
+                    "use the same --rmgap-data, or write a new baseline with --rmgap-update-baseline.")
+        return cls(settings, bench, thresholds, baseline)
+
+    # -- scoring ---------------------------------------------------------------------------------------
+    def scorer(self, store: str | None = None, run_id: str | None = None, device: str | None = None) -> Scorer:
+        """The scorer behind the store that coordinates processes (see module doc)."""
+        options = dict(self.settings.scorer_options)
+        if device:
+            options["device"] = device
+        inner = build_scorer(self.settings.model, parse_options(options))
+        from .cache import ScoreStore, StoredScorer, resolve_cache_path
+
+        path = resolve_cache_path(self.settings.cache or True) if inner.fingerprint is not None else None
+        if path is not None:
+            return StoredScorer(inner, ScoreStore(path))
+        if store is not None:  # cache off or uncacheable: a run-scoped store still shares xdist work
+            return StoredScorer(inner, ScoreStore(Path(store)), fingerprint=f"run:{run_id}")
+        return inner
+
+    def prepare(self, store: str | None = None, run_id: str | None = None, device: str | None = None) -> None:
+        """Score once and decide every check; an RMGapError becomes ``self.error`` (no traceback)."""
+        if self.result is not None or self.error is not None:
+            return
+        try:
+            scorer = self.scorer(store, run_id, device)
+            scores = score_benchmark(self.bench, scorer)
+            ev = evaluation_from_scores(self.bench, scores, scorer, n_boot=self.settings.bootstrap,
+                                        min_support=self.thresholds.min_support,
+                                        options=self.settings.scorer_options)
+            ev.meta["thresholds"] = self.thresholds.source
+            comparison = self._compare(ev) if self.baseline is not None else None
+            checks = decide_checks(self.checks, ev.table, self.thresholds, comparison)
+            self.result = GateResult(ev, checks, comparison)
+        except RMGapError as exc:
+            self.error = str(exc)
+
+    def _compare(self, ev: Evaluation) -> pd.DataFrame:
+        from .metrics import compare
+        from .results import align, outcomes_from_run
+
+        base = align(outcomes_from_run(self.baseline), ev.outcomes, self.baseline["path"])
+        reg = self.thresholds.raw["regression"]
+        return compare(base, ev.outcomes, tolerance=reg["tolerance"], confidence=reg["confidence"],
+                       n_boot=reg["n_boot"], seed=reg["seed"])
+
+    # -- verdicts --------------------------------------------------------------------------------------
+    def verdict(self, check_id: str) -> tuple[str, pd.DataFrame]:
+        """(status, rows) for one check; status fail/skip/pass."""
+        assert self.result is not None
+        rows = self.result.checks[self.result.checks["id"] == check_id]
+        return check_status(rows), rows
+
+    def failure_message(self, check_id: str, rows: pd.DataFrame) -> str:
+        from .report import worst_records
+
+        lines = [f"{check_id} failed"]
+        for r in rows.itertuples(index=False):
+            if r.status != "fail":
+                continue
+            op = ">=" if r.direction == "min" else "<="
+            what = "change" if r.kind == "regression" else r.metric
+            support = f", support {int(r.support)} prompt groups" if pd.notna(r.support) else ""
+            lines.append(f"  {r.metric if r.kind != 'regression' else r.metric + ' ' + what}: {_fmt(r.value)} "
+                         f"[95% {_fmt(r.lo)}, {_fmt(r.hi)}], needs {op} {_fmt(r.threshold)}{support}"
+                         + (f" - {r.reason}" if r.reason else ""))
+        spec = next(s for s in self.checks if s.id == check_id)
+        mask = self._mask(spec)
+        if mask is not None:
+            worst = worst_records(self.result.evaluation, mask=mask, n=3)
+            if worst:
+                lines.append("  most wrong:")
+            for w in worst:
+                lines.append(f"    record {w['record_id']} (group {w['group'] + 1}, prompt {w['prompt'] + 1}): "
+                             f"right answer {w['winner']}, model preferred {w['top']} by {w['margin']:.3g}")
+        return "\n".join(lines)
+
+    def _mask(self, spec: CheckSpec) -> "pd.Series | None":
+        out = self.result.evaluation.outcomes
+        if spec.domain in ("Avg", "All"):
+            mask = pd.Series(True, index=out.index)
+        else:
+            mask = out["domain"] == spec.domain
+        if spec.dimension and spec.level and spec.kind in ("cell", "regression"):
+            mask &= out[spec.dimension] == spec.level
+        return mask
+
+    # -- files -----------------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Write report files and the baseline (controller or single process only)."""
+        if self.result is None:
+            return
+        ev, checks, comparison = self.result.evaluation, self.result.checks, self.result.comparison
+        from .results import save_baseline, write_run
+
+        if self.settings.report:
+            from .report import write_report_files
+
+            extra = {"checks": checks.to_dict(orient="records"),
+                     "comparison": None if comparison is None else comparison.to_dict(orient="records")}
+            self.files.update(write_run(ev, self.settings.report, extra))
+            self.files.update(write_report_files(ev, self.settings.report, checks=checks, comparison=comparison))
+        if self.settings.update_baseline and self.settings.baseline:
+            self.files["baseline"] = save_baseline(ev, self.settings.baseline)
+            self.messages.append(f"baseline updated: {self.settings.baseline}")
+
+
+def _fmt(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if v != v else f"{v:.3f}"
+
+
+_NO_TORCH = ("python:", "builtin:length", "builtin:random")
+
+
+def worker_device(worker_id: str | None, device: str | None, spec: str = "") -> str | None:
+    """Under xdist on a machine with several GPUs, worker gwN takes GPU N mod count."""
+    if not worker_id or (device not in (None, "auto", "cuda")) or spec.startswith(_NO_TORCH):
+        return None  # importing torch costs seconds; scorers without a model never need it
+    try:
+        import torch
+
+        n = torch.cuda.device_count()
+    except Exception:  # torch missing or broken: let the scorer decide
+        return None
+    if n <= 1:
+        return None
+    return f"cuda:{int(worker_id.lstrip('gw') or 0) % n}"
+
+
+def env_default(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None

@@ -1,0 +1,24 @@
+import pytest
+
+# pytester's in-process runs drop modules first imported inside them, and numpy
+# cannot be imported twice in one process: import the gate's stack up front.
+import numpy  # noqa: F401
+import pandas  # noqa: F401
+import rmgap_pytest.cache  # noqa: F401
+import rmgap_pytest.items  # noqa: F401
+import rmgap_pytest.report  # noqa: F401
+import rmgap_pytest.results  # noqa: F401
+import rmgap_pytest.compare  # noqa: F401
+
+from builders import small_benchmark
+
+
+@pytest.fixture
+def bench_file(tmp_path):
+    return small_benchmark(tmp_path / "heldback.jsonl")
+
+
+@pytest.fixture(autouse=True)
+def _private_score_cache(tmp_path, monkeypatch):
+    """Never touch the user's ~/.cache: every test gets its own cache file."""
+    monkeypatch.setenv("RMGAP_CACHE", str(tmp_path / "rmgap-cache.sqlite"))

@@ -1,0 +1,185 @@
+"""The gate end to end through pytester, with and without pytest-xdist."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from builders import small_benchmark
+from reference_impl import reference_metrics as naive
+
+SCORER = """
+import json, zlib
+WIN = json.load(open({win!r}))
+SIGN = {sign}
+def score(prompts, responses):
+    with open({log!r}, "a") as fh:
+        for p, r in zip(prompts, responses):
+            fh.write("%08x\\n" % zlib.crc32((p + "|" + r).encode()))
+    return [SIGN * ((1.0 if WIN.get(p) == r else 0.0) + (zlib.crc32(r.encode()) % 97) / 1000)
+            for p, r in zip(prompts, responses)]
+"""
+
+
+@pytest.fixture
+def gate_dir(pytester, tmp_path, monkeypatch):
+    """A bare directory with a held-back RMGAP-format file and two python: scorers (good, reversed)."""
+    monkeypatch.setenv("RMGAP_CACHE", str(tmp_path / "cache.sqlite"))
+    data = small_benchmark(pytester.path / "heldback.jsonl", per_domain=6)
+    win = {}
+    for line in data.read_text().splitlines():
+        rec = json.loads(line)
+        texts = {r["key"]: r["text"] for r in rec["responses"]}
+        for g in rec["prompt_groups"]:
+            for p in g["prompts"]:
+                win[p["text"]] = texts[g["winner"]]
+    (tmp_path / "win.json").write_text(json.dumps(win))
+    for name, sign in (("oracle_rm", 1), ("reversed_rm", -1)):
+        pytester.makepyfile(**{name: SCORER.format(win=str(tmp_path / "win.json"), sign=sign,
+                                                   log=str(tmp_path / f"{name}.log"))})
+    pytester.syspathinsert()
+    return pytester, data, tmp_path
+
+
+def run_gate(pytester, *args):
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", *args)
+
+
+def test_invisible_without_a_model(pytester):
+    pytester.makepyfile(test_plain="def test_ok():\n    assert 1 + 1 == 2\n")
+    result = run_gate(pytester, "-v")
+    result.assert_outcomes(passed=1)
+    assert "rmgap::" not in result.stdout.str() and "RMGAP" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_gate_items_metrics_and_report_files(gate_dir, xdist):
+    pytester, data, tmp = gate_dir
+    result = run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}",
+                      "--rmgap-report=out", "-rs", *xdist)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) >= 40
+    assert outcomes.get("skipped", 0) > 0  # per-domain cells hold < 10 prompt groups here
+    result.stdout.re_match_lines([r"SKIPPED \[1\] rmgap:1: cell\[Chat/Formality=neutral\]: support \d+ prompt "
+                                  r"groups < min_support 10"])
+    metrics = json.loads((pytester.path / "out/metrics.json").read_text())
+    import zlib
+
+    def oracle(p, r, win=json.loads((tmp / "win.json").read_text())):
+        return (1.0 if win.get(p) == r else 0.0) + (zlib.crc32(r.encode()) % 97) / 1000
+
+    want = naive([json.loads(x) for x in data.read_text().splitlines()], oracle)
+    for m in want:
+        for d in want[m]:
+            assert metrics[m][d] == pytest.approx(want[m][d], abs=1e-9)
+    report = json.loads((pytester.path / "out/report.json").read_text())
+    assert report["meta"]["spec"] == "python:oracle_rm:score" and report["counts"]["items"] == 288
+    assert (pytester.path / "out/report.html").read_text().lstrip().lower().startswith("<!doctype html")
+    assert "RMGAP generalization report" in result.stdout.str()
+    hashes = (tmp / "oracle_rm.log").read_text().split()
+    assert len(hashes) == len(set(hashes))  # every pair asked at most once in total, xdist or not
+
+
+def test_xdist_and_serial_agree(gate_dir):
+    pytester, data, _ = gate_dir
+    run_gate(pytester, "--rm-model=python:reversed_rm:score", f"--rmgap-data={data}", "--rmgap-report=a")
+    run_gate(pytester, "--rm-model=python:reversed_rm:score", f"--rmgap-data={data}", "--rmgap-report=b",
+             "-n", "2")
+    a = json.loads((pytester.path / "a/report.json").read_text())
+    b = json.loads((pytester.path / "b/report.json").read_text())
+    assert (pytester.path / "a/metrics.json").read_text() == (pytester.path / "b/metrics.json").read_text()
+    assert a["metrics"] == b["metrics"] and a["checks"] == b["checks"]
+
+
+def test_ids_select_with_k_and_deselect(gate_dir):
+    pytester, data, _ = gate_dir
+    result = run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}",
+                      "--collect-only", "-q", "-k", "cell and Conciseness and All")
+    lines = [ln for ln in result.stdout.lines if ln.startswith("rmgap::")]
+    assert lines and all("cell[All/Conciseness=" in ln for ln in lines)
+    result = run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}", "-q",
+                      "--deselect", "rmgap::avg[BoN]", "-k", "avg")
+    result.assert_outcomes(passed=2, deselected=result.parseoutcomes()["deselected"])
+
+
+def test_failing_cell_reports_value_interval_threshold_and_records(gate_dir):
+    pytester, data, _ = gate_dir
+    result = run_gate(pytester, "--rm-model=python:reversed_rm:score", f"--rmgap-data={data}", "-k",
+                      "cell and All/Formality")
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "cell[All/Formality=casual] failed" in out
+    result.stdout.re_match_lines([r"\s+BoN: 0\.000 \[95% 0\.000, 0\.000\], needs >= 0\.250, support 48 prompt groups.*",
+                                  r"\s+most wrong:", r"\s+record \S+ \(group \d, prompt \d\): right answer response\d, "
+                                                     r"model preferred response\d by .*"])
+    assert "Traceback" not in out
+
+
+def test_thresholds_errors_are_usage_errors(gate_dir):
+    pytester, data, _ = gate_dir
+    (pytester.path / "t.yaml").write_text("cells:\n  Chat/Concisenes=terse: {BoN: 0.3}\n")
+    result = run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}",
+                      "--rmgap-thresholds=t.yaml")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*t.yaml: cells: unknown key 'Chat/Concisenes=terse'. Did you mean "
+                                 "'Chat/Conciseness=terse'?*"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--rmgap-data=missing.jsonl"], "missing.jsonl: the benchmark file does not exist"),
+    (["--rm-model=builtin:lenght"], "Did you mean 'length'?"),
+    (["--rm-batch-size=zero"], "--rm-batch-size: 'zero' is not a positive integer"),
+])
+def test_bad_options_are_usage_errors(gate_dir, args, needle):
+    pytester, data, _ = gate_dir
+    base = ["--rm-model=python:oracle_rm:score", f"--rmgap-data={data}"]
+    result = run_gate(pytester, *base, *args)
+    assert result.ret == 4 and needle in result.stderr.str()
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_baseline_pass_then_regression(gate_dir, xdist):
+    pytester, data, _ = gate_dir
+    common = [f"--rmgap-data={data}", "--rmgap-baseline=baseline.json", *xdist]
+    plain = run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}", *xdist)
+    first = run_gate(pytester, "--rm-model=python:oracle_rm:score", *common, "--rmgap-update-baseline")
+    assert (pytester.path / "baseline.json").exists() and "baseline updated" in first.stdout.str()
+    again = run_gate(pytester, "--rm-model=python:oracle_rm:score", *common)
+    assert again.parseoutcomes().get("failed", 0) <= plain.parseoutcomes().get("failed", 0)
+    assert any("regression[" in ln and "PASSED" in ln for ln in
+               run_gate(pytester, "--rm-model=python:oracle_rm:score", *common, "-v").stdout.lines)
+    worse = run_gate(pytester, "--rm-model=python:reversed_rm:score", *common)
+    assert worse.ret == 1
+    worse.stdout.fnmatch_lines(["*FAILED*regression[[]Avg/BoN[]]*"])
+    assert "Traceback" not in worse.stdout.str()
+
+
+def test_baseline_on_other_data_is_a_usage_error(gate_dir):
+    pytester, data, _ = gate_dir
+    run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}", "--rmgap-baseline=b.json",
+             "--rmgap-update-baseline")
+    other = small_benchmark(pytester.path / "other.jsonl", per_domain=2)
+    result = run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={other}",
+                      "--rmgap-baseline=b.json")
+    assert result.ret == 4 and "Comparing across different data is meaningless" in result.stderr.str()
+
+
+def test_ini_options(gate_dir):
+    pytester, data, _ = gate_dir
+    pytester.makeini(f"[pytest]\nrm_model = python:oracle_rm:score\nrmgap_data = {data}\nrmgap_report = ini_out\n")
+    result = run_gate(pytester, "-q", "-k", "avg")
+    result.assert_outcomes(passed=3, deselected=result.parseoutcomes()["deselected"])
+    assert (pytester.path / "ini_out/metrics.json").exists()
+
+
+def test_scorer_error_fails_items_cleanly(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("RMGAP_CACHE", str(tmp_path / "c.sqlite"))
+    pytester.makepyfile(broken_rm="def score(prompts, responses):\n    return [0.0]\n")
+    pytester.syspathinsert()
+    result = run_gate(pytester, "--rm-model=python:broken_rm:score", "-k", "avg")
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "returned 1 scores for 64 pairs" in out and "Traceback" not in out

@@ -1,0 +1,297 @@
+"""The report renders real evaluations (synthetic data, builtin scorers; no model) correctly and safely."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rmgap_pytest import report
+from rmgap_pytest.data import load_benchmark
+from rmgap_pytest.evaluate import evaluate, evaluation_from_scores, score_benchmark
+from rmgap_pytest.metrics import compare
+from rmgap_pytest.scorers import load_scorer
+from rmgap_pytest.synth import write_synthetic
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+N_BOOT = 200
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("data") / "synth.jsonl", 40, seed=1)
+
+
+@pytest.fixture(scope="module")
+def ev(data_path: Path):
+    return evaluate(data_path, "builtin:length", cache=False, n_boot=N_BOOT)
+
+
+@pytest.fixture(scope="module")
+def comparison(data_path: Path, ev) -> pd.DataFrame:
+    """length (baseline) vs random (current): random drops Consistency from 1 to ~0, a real regression."""
+    rand = evaluate(data_path, "builtin:random", cache=False, n_boot=N_BOOT)
+    return compare(ev.outcomes, rand.outcomes, n_boot=N_BOOT)
+
+
+def make_checks(ev, threshold: float = 0.2) -> pd.DataFrame:
+    """Gate verdicts in the gate's shape: a BoN floor per cell, plus one skip with no value."""
+    cells = report.rows_of(ev, "cell", "BoN")
+    rows = [dict(id=f"cell[{r.domain}/{r.dimension}={r.level}]", kind="cell", domain=r.domain,
+                 dimension=r.dimension, level=r.level, metric="BoN", value=r.value, lo=r.lo, hi=r.hi,
+                 threshold=threshold, direction="min", support=r.support,
+                 status="fail" if r.value < threshold else "pass",
+                 reason=f"BoN {r.value:.3f} < {threshold}" if r.value < threshold else "")
+            for r in cells.itertuples()]
+    rows.append(dict(id="blindness[All]", kind="blindness", domain="All", dimension=None, level=None,
+                     metric="Prompt blindness", value=np.nan, lo=np.nan, hi=np.nan, threshold=0.5,
+                     direction="max", support=0, status="skip", reason="not enough records"))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def checks(ev) -> pd.DataFrame:
+    return make_checks(ev)
+
+
+def _bon(ev, domain: str) -> pd.Series:
+    t = ev.table
+    return t[(t.kind == "domain") & (t.domain == domain) & (t.metric == "BoN")].iloc[0]
+
+
+def _rewrite(src: Path, dst: Path, keep=lambda rec: True, edit=lambda rec: rec) -> Path:
+    lines = [json.loads(x) for x in src.read_text().splitlines() if x.strip()]
+    dst.write_text("".join(json.dumps(edit(r)) + "\n" for r in lines if keep(r)))
+    return dst
+
+
+# ---- terminal ---------------------------------------------------------------------------------------------
+
+def test_terminal_shows_domain_table_with_intervals(ev) -> None:
+    text = report.terminal_summary(ev)
+    for dom in ["Chat", "Writing", "Reasoning", "Safety", "Avg"]:
+        row = _bon(ev, dom)
+        line = next(x for x in text.splitlines() if x.strip().startswith(dom + " "))
+        assert f"{row.value:.3f} [{row.lo:.2f}, {row.hi:.2f}]" in line
+    assert "builtin:length" in text.splitlines()[0] and "40 records, 480 items" in text.splitlines()[0]
+    assert "WARNING: synthetic data" in text
+    assert "Gate:" not in text and "baseline" not in text  # nothing claimed that was not run
+
+
+def test_terminal_lists_worst_cells_gaps_blindness_and_counts(ev) -> None:
+    text = report.terminal_summary(ev)
+    worst = report.worst_cells(ev).iloc[0]
+    assert f"{worst.domain}/{worst.dimension}={worst.level}" in text
+    top_gap = report.rows_of(ev, "gap").sort_values("value", ascending=False).iloc[0]
+    assert f"{top_gap.domain}/{top_gap.dimension}" in text and top_gap.level in text
+    assert "Prompt blindness" in text
+    assert f"{ev.counts['pairs_scored']} pairs scored" in text and "0 cache hits" in text
+    assert "Invalid items: 0" in text and "truncated pairs: 0" in text
+
+
+def test_terminal_gate_and_baseline_sections(ev, checks, comparison) -> None:
+    files = {"metrics": Path("out/metrics.json"), "html": Path("out/report.html")}
+    text = report.terminal_summary(ev, checks, comparison, files=files)
+    c = checks.status.value_counts()
+    assert f"Gate: {c['pass']} passed, {c['fail']} failed, 1 skipped" in text
+    failed_ids = checks[checks.status == "fail"].id.tolist()
+    assert failed_ids and all(i in text for i in failed_ids[: report.N_TERMINAL_FAILS])
+    n_reg = int(comparison.regressed.sum())
+    assert n_reg and f"Against the baseline: {n_reg} regressions" in text
+    assert "out/report.html" in text
+    assert max(len(x) for x in text.splitlines()) <= 100
+
+
+def test_terminal_fits_a_narrow_width(ev, checks, comparison) -> None:
+    text = report.terminal_summary(ev, checks, comparison, width=80)
+    assert max(len(x) for x in text.splitlines()) <= 80
+
+
+def test_terminal_says_no_regressions(ev) -> None:
+    same = compare(ev.outcomes, ev.outcomes, n_boot=N_BOOT)
+    assert "Against the baseline: no regressions" in report.terminal_summary(ev, comparison=same)
+
+
+def test_nan_intervals_print_na(ev) -> None:
+    ev2 = copy.copy(ev)
+    ev2.table = ev.table.copy()
+    chat = (ev2.table.kind == "domain") & (ev2.table.domain == "Chat")
+    ev2.table.loc[chat, ["lo", "hi"]] = np.nan
+    ev2.table.loc[chat & (ev2.table.metric == "Pair"), "value"] = np.nan
+    line = next(x for x in report.terminal_summary(ev2).splitlines() if x.strip().startswith("Chat "))
+    assert "n/a [n/a]" in line and line.count("[n/a]") == 3
+    assert "n/a [n/a]" in report.markdown(ev2)
+    assert "n/a [n/a]" in report.html(ev2)
+
+
+# ---- Markdown ---------------------------------------------------------------------------------------------
+
+def test_markdown_verdict_tables_and_details(ev, checks, comparison) -> None:
+    md = report.markdown(ev, checks, comparison)
+    n_fail = int((checks.status == "fail").sum())
+    assert md.splitlines()[0] == f"## ❌ {n_fail} of {len(checks)} gate checks failed (1 skipped)"
+    assert "| Domain | Pair | BoN | Consistency | Groups |" in md
+    assert "| :--- | ---: | ---: | ---: | ---: |" in md
+    row = _bon(ev, "Avg")
+    assert f"{row.value:.3f} [{row.lo:.2f}, {row.hi:.2f}]" in md
+    assert all(i in md for i in checks[checks.status == "fail"].id)
+    assert "### Regressions" in md and "Consistency" in md
+    n_cells = len(report.rows_of(ev, "cell", "BoN"))
+    assert f"<details><summary>All {n_cells} cells</summary>" in md and "</details>" in md
+
+
+def test_markdown_verdict_when_passing_or_report_only(ev) -> None:
+    assert report.markdown(ev, make_checks(ev, threshold=0.0)).startswith("## ✅ all ")
+    assert report.markdown(ev).startswith("## ℹ️ report only")
+
+
+def test_markdown_escapes_pipes_in_cells(ev, checks) -> None:
+    bad = checks.copy()
+    bad.loc[bad.status == "fail", "reason"] = "a | b"
+    assert "a \\| b" in report.markdown(ev, bad)
+
+
+# ---- HTML -------------------------------------------------------------------------------------------------
+
+def test_html_is_self_contained(ev, checks, comparison) -> None:
+    page = report.html(ev, checks, comparison)
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
+    assert "<svg" in page and "<style>" in page
+
+
+def test_html_contains_all_sections(ev, checks, comparison) -> None:
+    page = report.html(ev, checks, comparison)
+    for title in ["Domains", "BoN heatmap", "Preference gaps", "Prompt blindness", "Failed checks", "All checks",
+                  "Against the baseline", "All cells"]:
+        assert f"<h2>{title}</h2>" in page
+    row = _bon(ev, "Writing")
+    assert f"{row.value:.3f} [{row.lo:.2f}, {row.hi:.2f}]" in page
+    assert all(i in page for i in checks.id)
+    # one heatmap rect per cell with support, one grey rect per empty cell
+    assert page.count("<rect data-cell=") == 5 * 25
+
+
+def test_html_escapes_every_text(ev, checks) -> None:
+    ev2 = copy.copy(ev)
+    ev2.meta = {**ev.meta, "spec": "python:evil:<img onerror=x>", "notes": ["<b>note</b>"]}
+    bad = checks.copy()
+    bad.loc[bad.status == "fail", "reason"] = "<script>alert(1)</script>"
+    page = report.html(ev2, bad)
+    assert "<img onerror" not in page and "&lt;img onerror=x&gt;" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>note</b>" not in page
+
+
+# ---- heatmap ----------------------------------------------------------------------------------------------
+
+def test_heatmap_grid_matches_the_table(ev) -> None:
+    from rmgap_pytest._report_html import heatmap_grid
+
+    hm = heatmap_grid(ev)
+    assert hm.rows == ["Chat", "Writing", "Reasoning", "Safety", "All"]
+    assert len(hm.columns) == 25 and hm.columns[0] == ("Formality", "casual")
+    cell = report.rows_of(ev, "cell", "BoN").iloc[7]
+    i, j = hm.rows.index(cell.domain), hm.columns.index((cell.dimension, cell.level))
+    assert hm.value[i, j] == pytest.approx(cell.value) and hm.support[i, j] == cell.support
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_MAGIC
+    return struct.unpack(">II", head[16:24])
+
+
+def test_heatmap_png_is_a_png_of_the_right_size(ev, tmp_path: Path) -> None:
+    path = report.heatmap_png(ev, tmp_path / "sub" / "heatmap.png")
+    w, h = _png_size(path)
+    assert 1400 <= w <= 1800 and 500 <= h <= 700
+
+
+def test_write_report_files(ev, checks, comparison, tmp_path: Path) -> None:
+    paths = report.write_report_files(ev, tmp_path / "out", checks, comparison)
+    assert set(paths) == {"markdown", "html", "heatmap"}
+    assert [p.name for p in paths.values()] == ["report.md", "report.html", "heatmap.png"]
+    assert paths["markdown"].read_text(encoding="utf-8").startswith("## ❌")
+    assert "<svg" in paths["html"].read_text(encoding="utf-8")
+    _png_size(paths["heatmap"])
+
+
+# ---- worst records ----------------------------------------------------------------------------------------
+
+def test_worst_records_in_a_cell(ev) -> None:
+    mask = ((ev.outcomes.domain == "Chat") & (ev.outcomes.Conciseness == "terse")).to_numpy()
+    recs = report.worst_records(ev, mask, n=3)
+    out = ev.outcomes[mask & ~ev.outcomes.bon.to_numpy()]
+    expected = out.groupby("record_id")["margin"].max().sort_values(ascending=False)
+    assert [r["record_id"] for r in recs] == expected.index[:3].tolist()
+    assert [r["margin"] for r in recs] == pytest.approx(expected.iloc[:3].tolist())
+    for r in recs:
+        assert r["domain"] == "Chat" and r["margin"] > 0 and r["top"] != r["winner"]
+        assert "model preferred" in report.describe_record(r)
+
+
+def test_worst_records_edge_cases(ev) -> None:
+    assert report.worst_records(ev, np.zeros(len(ev.outcomes), bool)) == []
+    assert len(report.worst_records(ev, n=5)) == 5
+    with pytest.raises(ValueError, match="one boolean per outcome row"):
+        report.worst_records(ev, np.ones(3, bool))
+
+
+# ---- partial data: invalid scores, some domains, no profiles ----------------------------------------------
+
+def test_invalid_items_are_counted_and_shown_first(data_path: Path) -> None:
+    bench = load_benchmark(data_path)
+    scorer = load_scorer("builtin:length", cache=False)
+    scores = score_benchmark(bench, scorer)
+    scores[[5, 100], 1] = np.nan
+    ev = evaluation_from_scores(bench, scores, scorer, n_boot=N_BOOT)
+    assert "Invalid items: 2 (counted wrong)" in report.terminal_summary(ev)
+    first = report.worst_records(ev, n=2)
+    assert all(r["invalid"] and np.isnan(r["margin"]) for r in first)
+    assert "invalid score" in report.describe_record(first[0])
+    assert "Invalid items: 2" in report.markdown(ev)
+
+
+def test_only_some_domains(data_path: Path, tmp_path: Path) -> None:
+    path = _rewrite(data_path, tmp_path / "two.jsonl", keep=lambda r: r["domain"] in ("Chat", "Safety"))
+    ev = evaluate(path, "builtin:length", cache=False, n_boot=N_BOOT)
+    view = report.domain_view(ev)
+    assert [r[0] for r in view.rows] == ["Chat", "Safety", "Avg"]
+    text = report.terminal_summary(ev)
+    assert not any(x.strip().startswith(("Writing", "Reasoning")) for x in text.splitlines())
+    paths = report.write_report_files(ev, tmp_path / "out")
+    assert paths["html"].read_text(encoding="utf-8").count("<rect data-cell=") == 3 * 25
+    _png_size(paths["heatmap"])
+
+
+def test_data_without_style_profiles(data_path: Path, tmp_path: Path) -> None:
+    path = _rewrite(data_path, tmp_path / "bare.jsonl",
+                    edit=lambda r: {k: v for k, v in r.items() if k != "style_assignments"})
+    ev = evaluate(path, "builtin:length", cache=False, n_boot=N_BOOT)
+    assert report.rows_of(ev, "cell").empty
+    text = report.terminal_summary(ev)
+    assert report.NO_PROFILES in text and "Avg" in text
+    md = report.markdown(ev)
+    assert "<details>" not in md and report.NO_PROFILES in md
+    paths = report.write_report_files(ev, tmp_path / "out", make_checks(ev))
+    assert "No heatmap" in paths["html"].read_text(encoding="utf-8")
+    _png_size(paths["heatmap"])
+
+
+def test_worst_records_name_a_loser_when_the_winner_only_tied(data_path: Path) -> None:
+    bench = load_benchmark(data_path)
+    scorer = load_scorer("builtin:length", cache=False)
+    scores = np.ones((bench.n_items, 4))  # all tied: every item is wrong, ranked by key alone
+    ev = evaluation_from_scores(bench, scores, scorer, n_boot=N_BOOT)
+    tied = (ev.outcomes.winner == ev.outcomes.top).to_numpy()  # the winner only won the key tie-break
+    recs = report.worst_records(ev, tied, n=2)
+    assert recs and all(r["top"] != r["winner"] and r["margin"] == 0 for r in recs)
