@@ -20,7 +20,21 @@ import numpy as np
 
 from .errors import ScorerError
 
-__all__ = ["plan_batches", "padding_efficiency", "run_batches"]
+__all__ = ["plan_batches", "padding_efficiency", "run_batches", "default_token_budget"]
+
+# Padded tokens per batch when the user sets none. A CPU wants batches whose
+# activations stay in cache: measured here (2-core Xeon, all-MiniLM-L6-v2
+# classifier, 600 pairs of ~250 tokens, length-sorted) 4096 ran 1.4x faster
+# than 16384 in float32 (41.5 vs 29.9 pairs/s) and 1.3x in bf16 (99.9 vs 76.9);
+# 2048 and 8192 were within 10% of 4096. GPUs want big batches to fill their
+# cores, and 16384 tokens of activations fit any current card.
+CPU_TOKEN_BUDGET = 4096
+ACCELERATOR_TOKEN_BUDGET = 16384
+
+
+def default_token_budget(device_type: str) -> int:
+    """The token budget used when ``token_budget`` is unset, by ``torch.device.type``."""
+    return CPU_TOKEN_BUDGET if device_type == "cpu" else ACCELERATOR_TOKEN_BUDGET
 
 
 def plan_batches(lengths: Sequence[int], *, token_budget: int = 16384,

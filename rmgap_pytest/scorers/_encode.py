@@ -86,8 +86,9 @@ def _find(text: str, needle: str, start: int = 0) -> tuple[int, int]:
 
 
 def _tokenize(tokenizer: Any, texts: list[str], add_special: bool, offsets: bool) -> Any:
+    # verbose=False: over-long pairs are expected here; truncate() handles them, no warning needed.
     return tokenizer(texts, add_special_tokens=add_special, return_offsets_mapping=offsets,
-                     return_attention_mask=False, return_token_type_ids=False)
+                     return_attention_mask=False, return_token_type_ids=False, verbose=False)
 
 
 def _encode_rendered(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str],
@@ -120,7 +121,7 @@ def _encode_rendered(tokenizer: Any, prompts: Sequence[str], responses: Sequence
 
 
 def _encode_text_pairs(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str]) -> list[Encoded]:
-    enc = tokenizer(list(prompts), list(responses), return_attention_mask=False)
+    enc = tokenizer(list(prompts), list(responses), return_attention_mask=False, verbose=False)
     type_ids = enc.get("token_type_ids")
     out = []
     for i, ids in enumerate(enc["input_ids"]):

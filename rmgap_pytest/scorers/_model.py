@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..batching import plan_batches, run_batches
+from ..batching import default_token_budget, plan_batches, run_batches
 from ..errors import ScorerError
 from ._encode import Encoded, encode_pairs, truncate
 from ._hf import check_model_dir, fingerprint, resolve_device, resolve_dtype
@@ -66,7 +66,10 @@ class ModelScorer:
         return next((i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None), 0)
 
     def _plan(self, lengths: Sequence[int]) -> list[list[int]]:
-        return plan_batches(lengths, token_budget=self.options.token_budget, batch_size=self.options.batch_size)
+        budget = self.options.token_budget
+        if budget is None:
+            budget = default_token_budget(self.device.type)
+        return plan_batches(lengths, token_budget=budget, batch_size=self.options.batch_size)
 
     def _check_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> tuple[list[str], list[str]]:
         prompts, responses = list(prompts), list(responses)

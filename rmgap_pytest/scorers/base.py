@@ -53,7 +53,7 @@ class ScorerOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N ; auto takes CUDA when present
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16 ; see scorers/_hf.py for auto
     batch_size: int | None = None  # fixed pairs per batch; None = use token_budget
-    token_budget: int = 16384  # padded tokens per batch when batch_size is None
+    token_budget: int | None = None  # padded tokens per batch when batch_size is None; None = per device (batching.py)
     max_length: int | None = None  # None = the model's own limit
     ref_model: str | None = None  # dpo: the reference model
     trust_remote_code: bool = False  # run a model repo's own Python only when asked

@@ -60,7 +60,8 @@ class MiniLMScorer(ModelScorer):
         self.max_length = resolve_max_length(limit, self.tokenizer, self.model.config)
 
     def _tokenize(self, texts: list[str]) -> tuple[list[_Text], list[bool]]:
-        ids = self.tokenizer(texts, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        ids = self.tokenizer(texts, return_attention_mask=False, return_token_type_ids=False,
+                             verbose=False)["input_ids"]
         special = set(self.tokenizer.all_special_ids)
         out, cut = [], []
         for seq in ids:

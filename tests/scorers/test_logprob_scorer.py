@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import make_pairs, options
+from tiny_models import build_softcapped_lm, build_tokenizer, make_pairs, options
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rmgap_pytest.errors import ScorerError
@@ -43,7 +43,9 @@ def logprob(path: Path, **kw: object) -> LogprobScorer:
 
 @pytest.mark.parametrize("how", ["mean", "sum", "discounted_sum"])
 def test_aggregates_match_hand_computation(lm_dir: Path, how: str) -> None:
-    scores = logprob(lm_dir, aggregate=how, gamma=0.9, batch_size=4).score(PROMPTS, RESPONSES)
+    scorer = logprob(lm_dir, aggregate=how, gamma=0.9, batch_size=4)
+    scores = scorer.score(PROMPTS, RESPONSES)
+    assert not scorer.lm.full_logits  # Llama: hidden states + head, in chunks
     expected = []
     for p, r in zip(PROMPTS, RESPONSES):
         lp = hand_logprobs(lm_dir, p, r)
@@ -77,6 +79,16 @@ def test_token_merged_across_boundary_belongs_to_response(plain_lm_dir: Path) ->
         logp = model(input_ids=torch.tensor([enc.ids])).logits[0].float().log_softmax(-1)
     hand = sum(logp[t - 1, enc.ids[t]].item() for t in range(enc.response[0], len(enc.ids)))
     assert scorer.score(["Say hel"], ["lo world"])[0] == pytest.approx(hand, abs=1e-4)
+
+
+def test_models_that_post_process_logits_use_the_full_logits(tmp_path: Path) -> None:
+    """Gemma 2 soft-caps logits after the head: the load-time probe must notice and use model(...).logits."""
+    path = build_softcapped_lm(tmp_path / "gemma", build_tokenizer())
+    scorer = logprob(path, aggregate="sum", batch_size=3)
+    scores = scorer.score(PROMPTS[:6], RESPONSES[:6])
+    assert scorer.lm.full_logits
+    expected = [hand_logprobs(path, p, r).sum() for p, r in zip(PROMPTS[:6], RESPONSES[:6])]
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
 
 
 def test_dpo_is_zero_when_policy_is_reference(lm_dir: Path) -> None:

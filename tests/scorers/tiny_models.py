@@ -86,6 +86,18 @@ def build_causal_lm(path: Path, tokenizer: PreTrainedTokenizerFast, *, seed: int
     return _save(model.eval(), tokenizer, path)
 
 
+def build_softcapped_lm(path: Path, tokenizer: PreTrainedTokenizerFast, *, seed: int = 0) -> Path:
+    """A tiny Gemma 2: its forward soft-caps the logits after the output head."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+                          final_logit_softcapping=0.5, initializer_range=0.5, bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return _save(Gemma2ForCausalLM(config).eval(), tokenizer, path)
+
+
 def make_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """Prompts and responses of varied lengths (3 to ~60 words), deterministic."""
     rng = random.Random(seed)
