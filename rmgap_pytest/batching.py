@@ -14,7 +14,10 @@ so the plan can be tested without a model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 
@@ -91,8 +94,42 @@ def _release_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
+_SHARED_BAR: ContextVar[Any] = ContextVar("rmgap_shared_bar", default=None)
+
+
+@contextmanager
+def progress_scope(total: int, desc: str, enabled: bool = True) -> Iterator[Any]:
+    """One progress bar for a whole run.
+
+    The score cache hands the engine many chunks; without this each chunk would
+    open its own bar. Inside the scope ``run_batches`` advances the shared bar,
+    and ``advance_to`` lets callers that bypass the engine (python: scorers)
+    keep it honest.
+    """
+    if not enabled or total <= 0:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True)
+    token = _SHARED_BAR.set(bar)
+    try:
+        yield bar
+    finally:
+        _SHARED_BAR.reset(token)
+        bar.total = bar.n  # other processes may have scored the rest
+        bar.refresh()
+        bar.close()
+
+
+def advance_to(bar: Any, done: int) -> None:
+    """Move a shared bar to ``done`` pairs if the engine did not already."""
+    if bar is not None and bar.n < done:
+        bar.update(done - bar.n)
+
+
 def run_batches(batches: Sequence[Sequence[int]], score_batch: Callable[[list[int]], np.ndarray],
-                total: int, *, progress: bool = False, desc: str = "scoring") -> np.ndarray:
+                total: int, *, progress: bool = False, desc: str = "scoring", unit: str = "pair") -> np.ndarray:
     """Call ``score_batch`` on each batch and return its rows in the original order.
 
     ``score_batch(indices)`` returns one row per index: a float (scores) or a
@@ -102,11 +139,13 @@ def run_batches(batches: Sequence[Sequence[int]], score_batch: Callable[[list[in
     pair that does not fit is a ScorerError that says what to change.
     """
     out: np.ndarray | None = None  # allocated from the first result, which fixes the row shape
-    bar = None
-    if progress:
+    # A shared bar counts pairs; rows of another unit (MiniLM embeds texts) leave it to the caller.
+    shared = _SHARED_BAR.get() if unit == "pair" else None
+    bar = shared
+    if progress and _SHARED_BAR.get() is None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(len(b) for b in batches), desc=desc, unit="pair", dynamic_ncols=True)
+        bar = tqdm(total=sum(len(b) for b in batches), desc=desc, unit=unit, dynamic_ncols=True)
     cap: int | None = None  # the largest batch known to fit after an out-of-memory error
     pending = [list(b) for b in batches]
     pending.reverse()  # used as a stack: pop() takes the next batch in plan order
@@ -138,6 +177,6 @@ def run_batches(batches: Sequence[Sequence[int]], score_batch: Callable[[list[in
             if bar is not None:
                 bar.update(len(batch))
     finally:
-        if bar is not None:
+        if bar is not None and bar is not shared:
             bar.close()
     return out if out is not None else np.full(total, np.nan, dtype=np.float64)

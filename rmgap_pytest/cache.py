@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .batching import advance_to, progress_scope
 from .errors import RMGapError, ScorerError
 from .scorers.base import Scorer, ScoreStats
 
@@ -339,9 +340,16 @@ class StoredScorer:
 
     def _fill(self, unique: Mapping[str, tuple[str, str]], found: dict[str, float]) -> int:
         """Claim and score chunks until every pair is in ``found``; returns pairs scored here."""
-        fp, computed = self.fingerprint, 0
+        fp = self.fingerprint
         assert fp is not None
         chunks = self._chunks(unique)
+        missing = sum(k not in found for k in unique)
+        with progress_scope(missing, f"rmgap {self.spec}", _wants_progress(self.inner)) as bar:
+            return self._claim_loop(fp, unique, found, chunks, bar)
+
+    def _claim_loop(self, fp: str, unique: Mapping[str, tuple[str, str]], found: dict[str, float],
+                    chunks: dict[str, list[str]], bar: object) -> int:
+        computed = 0
         while True:
             todo = {cid: miss for cid, keys in chunks.items() if (miss := [k for k in keys if k not in found])}
             if not todo:
@@ -366,6 +374,7 @@ class StoredScorer:
                     self.store.release(fp, claim.chunk)
                 raise
             computed += len(claim.missing)
+            advance_to(bar, computed)
 
     def _inner_score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         prompts, responses = [p for p, _ in pairs], [r for _, r in pairs]
@@ -374,3 +383,9 @@ class StoredScorer:
             raise ScorerError(f"Scorer {self.spec!r} returned {scores.size} scores (shape {scores.shape}) "
                               f"for {len(pairs)} pairs; it must return exactly one score per pair.")
         return scores
+
+
+def _wants_progress(scorer: Scorer) -> bool:
+    """Scorers that carry ScorerOptions say whether to show a bar; instant builtins get none."""
+    options = getattr(scorer, "options", None)
+    return bool(getattr(options, "progress", False))

@@ -93,7 +93,7 @@ class MiniLMScorer(ModelScorer):
         with torch.inference_mode():
             emb = run_batches(self._plan([len(t.ids) for t in texts]),
                               lambda idx: self._embed([texts[i] for i in idx]), len(texts),
-                              progress=self.options.progress, desc="rmgap minilm")
+                              progress=self.options.progress, desc="rmgap minilm", unit="text")
         p = np.array([index[t] for t in prompts])
         r = np.array([index[t] for t in responses])
         self.stats.pairs_scored += len(prompts)

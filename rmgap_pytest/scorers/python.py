@@ -27,7 +27,7 @@ DEFAULT_BATCH = 64  # pairs per call; a callable that wants more can be given ba
 
 class PythonScorer:
     def __init__(self, target: str, spec: str, options: ScorerOptions) -> None:
-        self.spec = spec
+        self.spec, self.options = spec, options
         module_name, sep, attr = target.rpartition(":")
         if not sep or not module_name or not attr:
             raise ScorerError(f"Scorer spec {spec!r} must be python:MODULE:ATTR, e.g. python:my_rewards:score "
