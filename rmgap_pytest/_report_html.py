@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import report as R
 from .data import DIMENSIONS
-from .evaluate import Evaluation
+from .evaluation import Evaluation
 from .metrics import ALL
 
 # Diverging palette anchored at chance: red = worse than random, blue = better; the SVG and the PNG share it.
@@ -308,7 +308,7 @@ def _all_checks_section(checks: pd.DataFrame | None) -> list[str]:
     if checks is None:
         return []
     every, c = all_checks_view(checks), R.check_counts(checks)
-    summary = f"{len(checks)} checks: {c['pass']} passed, {c['fail']} failed, {c['skip']} skipped"
+    summary = f"{c['total']} checks: {c['pass']} passed, {c['fail']} failed, {c['skip']} skipped"
     return [_section("All checks", f"<details><summary>{esc(summary)}</summary>"
                      f"{table(every, [r[0] for r in every.rows], status_col=0)}</details>")]
 

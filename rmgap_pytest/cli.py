@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import DEFAULT_BOOT, evaluate
+    from .evaluation import DEFAULT_BOOT, evaluate
     from .report import terminal_summary
     from .results import write_run
     from .thresholds import DEFAULT_MIN_SUPPORT

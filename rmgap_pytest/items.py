@@ -67,8 +67,11 @@ def _prop(value: Any) -> str:
 
 
 def collect_gate_items(session: pytest.Session, gate: GateSession) -> list[GateItem]:
+    """Collect through pytest's own report hooks, so "collected N items" and -k counts include the gate."""
     collector = GateCollector.from_parent(session, name="rmgap", nodeid="rmgap", gate=gate)
-    return collector.collect()
+    report = collector.ihook.pytest_make_collect_report(collector=collector)
+    session.ihook.pytest_collectreport(report=report)
+    return list(report.result)
 
 
 def prepare_with_progress(config: pytest.Config, gate: GateSession, store: str | None = None,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DOMAINS
-from .evaluate import Evaluation
+from .evaluation import Evaluation
 from .metrics import ALL, AVG, METRICS
 
 CHANCE_BON = 0.25  # four responses: a random scorer picks the winner one time in four
@@ -176,8 +176,11 @@ def cells_view(ev: Evaluation) -> View:
 
 
 def check_counts(checks: pd.DataFrame) -> dict[str, int]:
-    s = checks["status"].value_counts()
-    return {k: int(s.get(k, 0)) for k in ("pass", "fail", "skip")}
+    """Per check (one pytest item), not per metric row: a check fails when any of its metrics fails."""
+    from .gate import check_status
+
+    per_check = [check_status(rows) for _, rows in checks.groupby("id", sort=False)]
+    return {k: per_check.count(k) for k in ("pass", "fail", "skip")} | {"total": len(per_check)}
 
 
 def verdict(checks: pd.DataFrame | None, comparison: pd.DataFrame | None = None) -> str:
@@ -186,7 +189,7 @@ def verdict(checks: pd.DataFrame | None, comparison: pd.DataFrame | None = None)
         c = check_counts(checks)
         skipped = f" ({c['skip']} skipped)" if c["skip"] else ""
         if c["fail"]:
-            return f"❌ {c['fail']} of {len(checks)} gate checks failed{skipped}"
+            return f"❌ {c['fail']} of {c['total']} gate checks failed{skipped}"
         return f"✅ all {c['pass']} gate checks passed{skipped}"
     if comparison is not None and comparison["regressed"].astype(bool).any():
         return f"❌ {int(comparison['regressed'].astype(bool).sum())} metrics regressed against the baseline"
@@ -251,7 +254,7 @@ def _baseline_lines(comparison: pd.DataFrame, width: int) -> list[str]:
 
 def _gate_lines(checks: pd.DataFrame, width: int) -> list[str]:
     c = check_counts(checks)
-    lines = ["", f"Gate: {c['pass']} passed, {c['fail']} failed, {c['skip']} skipped ({len(checks)} checks)"]
+    lines = ["", f"Gate: {c['pass']} passed, {c['fail']} failed, {c['skip']} skipped ({c['total']} checks)"]
     failed = failed_checks_view(checks)
     if not failed.rows:
         return lines

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .data import DIMENSIONS
 from .errors import BaselineError
-from .evaluate import Evaluation
+from .evaluation import Evaluation
 
 REPORT_VERSION = 1
 # Per-item columns a later comparison needs; the rest is rebuilt from the data file.

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .data import Benchmark, load_benchmark
 from .errors import BaselineError, RMGapError
-from .evaluate import DEFAULT_BOOT, Evaluation, evaluation_from_scores, score_benchmark
+from .evaluation import DEFAULT_BOOT, Evaluation, evaluation_from_scores, score_benchmark
 from .gate import CheckSpec, check_status, decide_checks, plan_checks
 from .scorers import Scorer, build_scorer, parse_options
 from .thresholds import Thresholds, load_thresholds

@@ -14,7 +14,7 @@ import pytest
 
 from rmgap_pytest import report
 from rmgap_pytest.data import load_benchmark
-from rmgap_pytest.evaluate import evaluate, evaluation_from_scores, score_benchmark
+from rmgap_pytest.evaluation import evaluate, evaluation_from_scores, score_benchmark
 from rmgap_pytest.metrics import compare
 from rmgap_pytest.scorers import load_scorer
 from rmgap_pytest.synth import write_synthetic

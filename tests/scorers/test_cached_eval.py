@@ -1,0 +1,33 @@
+"""A rerun of the same model and data does no model work: every pair comes from the cache."""
+
+import json
+import subprocess
+import sys
+
+from rmgap_pytest import evaluate
+from rmgap_pytest.cli import main
+
+
+def test_second_evaluation_loads_no_weights(clf_dir, bench_file, tmp_path):
+    cache = tmp_path / "scores.sqlite"
+    first = evaluate(bench_file, f"classifier:{clf_dir}", cache=cache, n_boot=100, progress=False)
+    assert first.counts["pairs_scored"] == first.counts["pairs"] == 576
+    second = evaluate(bench_file, f"classifier:{clf_dir}", cache=cache, n_boot=100, progress=False)
+    assert second.counts["pairs_scored"] == 0 and second.counts["cache_hits"] == 576
+    assert second.reference == first.reference
+    assert second.meta["fingerprint"] == first.meta["fingerprint"]
+
+
+def test_bare_directory_through_the_cli(clf_dir, bench_file, tmp_path):
+    out = tmp_path / "out"
+    assert main(["eval", "--rm-model", str(clf_dir), "--data", str(bench_file), "--out", str(out),
+                 "--bootstrap", "100", "--no-progress", "--dtype", "float32"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert any("detected kind 'classifier'" in note for note in report["meta"]["notes"])
+    assert report["meta"]["options"]["dtype"] == "float32"
+
+
+def test_trust_remote_code_is_off_unless_asked(clf_dir, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "rmgap_pytest.cli", "eval", "--rm-model", str(tmp_path / "nope"),
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
