@@ -124,8 +124,12 @@ class GateSession:
 
         base = align(outcomes_from_run(self.baseline), ev.outcomes, self.baseline["path"])
         reg = self.thresholds.raw["regression"]
-        return compare(base, ev.outcomes, tolerance=reg["tolerance"], confidence=reg["confidence"],
-                       n_boot=reg["n_boot"], seed=reg["seed"])
+        table = compare(base, ev.outcomes, tolerance=reg["tolerance"], confidence=reg["confidence"],
+                        n_boot=reg["n_boot"], seed=reg["seed"])
+        # Cells too small to gate are too small to call regressed: the summary must match the items.
+        small = (table["kind"] == "cell") & (table["support"] < self.thresholds.min_support)
+        table.loc[small, "regressed"] = False
+        return table
 
     # -- verdicts --------------------------------------------------------------------------------------
     def verdict(self, check_id: str) -> tuple[str, pd.DataFrame]:

@@ -183,3 +183,16 @@ def test_scorer_error_fails_items_cleanly(pytester, tmp_path, monkeypatch):
     assert result.ret == 1
     out = result.stdout.str()
     assert "returned 1 scores for 64 pairs" in out and "Traceback" not in out
+
+
+def test_junit_properties_carry_value_interval_threshold(gate_dir):
+    import xml.etree.ElementTree as ET
+
+    pytester, data, _ = gate_dir
+    run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}", "-k", "avg or Formality",
+             "--junitxml=junit.xml")
+    root = ET.parse(pytester.path / "junit.xml").getroot()
+    case = next(c for c in root.iter("testcase") if c.get("name") == "avg[BoN]")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["BoN.value"] == "1" and props["BoN.threshold"] == "0.3" and "BoN.lo" in props
+    assert props["BoN.support"] == "96"

@@ -78,7 +78,14 @@ class PythonScorer:
 
 
 def _resolve(module_name: str, attr: str, spec: str) -> Callable:
-    module = _import(module_name, spec)
+    try:
+        module = _import(module_name, spec)
+    except ScorerError:
+        raise
+    except Exception as exc:  # the user's module failed while importing: one readable line
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ScorerError(f"Scorer spec {spec!r}: importing {module_name} raised {type(exc).__name__}: {exc} "
+                          f"(at {frame.filename}:{frame.lineno}). Fix that module.") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -105,16 +112,18 @@ def _import(module_name: str, spec: str):
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
         return module
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name.split(".")[0] or os.getcwd() in sys.path:
-            raise ScorerError(f"Scorer spec {spec!r}: importing {module_name} failed: {exc}.") from None
-    # `pytest` (unlike `python -m pytest`) leaves the working directory off sys.path;
-    # a reward function next to the model is the common case, so look there too.
-    sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ScorerError(f"Scorer spec {spec!r}: no module named {module_name!r} ({exc}). Fix: run from the "
-                          "directory that holds it, install it, or give a .py file path.") from None
+    top = module_name.split(".")[0]
+    for attempt in range(2):
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != top:  # the module exists but something it imports does not
+                raise ScorerError(f"Scorer spec {spec!r}: importing {module_name} failed: {exc}. Fix: install "
+                                  "what it needs in this environment.") from None
+        # `pytest` (unlike `python -m pytest`) leaves the working directory off sys.path;
+        # a reward function next to the model is the common case, so look there too.
+        if attempt or os.getcwd() in sys.path:
+            break
+        sys.path.insert(0, os.getcwd())
+    raise ScorerError(f"Scorer spec {spec!r}: no module named {module_name!r}. Fix: run from the directory "
+                      "that holds it, install it, or give a .py file path (python:path/to/file.py:ATTR).")

@@ -24,6 +24,7 @@ def user_module(tmp_path, monkeypatch):
             return [float("nan")] * len(prompts)
         NOT_CALLABLE = 3
     """))
+    (tmp_path / "broken_import.py").write_text("import math\nraise ValueError('bad config')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 
@@ -63,7 +64,8 @@ def test_nan_is_allowed_and_returned(user_module):
 @pytest.mark.parametrize("spec,needle", [
     ("python:my_rewards:scor", "has no attribute 'scor'. Did you mean 'score'?"),
     ("python:my_rewards:NOT_CALLABLE", "not a callable"),
-    ("python:no_such_module_xyz:f", "no module named 'no_such_module_xyz'"),
+    ("python:no_such_module_xyz:f", "no module named 'no_such_module_xyz'. Fix: run from the directory"),
+    ("python:broken_import:f", "importing broken_import raised ValueError: bad config (at "),
     ("python:my_rewards", "must be python:MODULE:ATTR"),
     ("builtin:lenght", "Did you mean 'length'?"),
     ("clasifier:./rm", "Unknown scorer kind 'clasifier'"),
