@@ -325,6 +325,8 @@ def render(ev: Evaluation, checks: pd.DataFrame | None = None, comparison: pd.Da
     """The page reads top-down by urgency: verdict, what failed, then the picture, then every detail."""
     v = R.verdict(checks, comparison)
     kind = "fail" if v.startswith("❌") else "pass" if v.startswith("✅") else "info"
+    # The page's colour says pass/fail; a word instead of the emoji renders on machines without emoji fonts.
+    v = {"fail": "FAILED: ", "pass": "PASSED: ", "info": ""}[kind] + v.split(" ", 1)[1]
     synthetic = ev.meta.get("data", {}).get("synthetic")
     cells = R.cells_view(ev)
     body = [

@@ -11,43 +11,40 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the gate's modules import pandas; load them only when a model is given
     from .session import GateSession, GateSettings
 
 PREFIX = "rmgap::"
 
-# (option, ini name, environment variable, help, extra addoption kwargs)
-OPTIONS: list[tuple[str, str, str | None, str, dict[str, Any]]] = [
+# (option, ini name, environment variable or None, help)
+OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-model", "rm_model", "RMGAP_MODEL", "reward model spec: a model directory, classifier:PATH, "
-     "logprob:PATH, dpo:PATH, builtin:length|random|minilm or python:MODULE:ATTR. Turns the gate on.", {}),
-    ("--rm-ref-model", "rm_ref_model", "RMGAP_REF_MODEL", "reference model for dpo:", {}),
-    ("--rm-device", "rm_device", "RMGAP_DEVICE", "auto (default), cpu, cuda or cuda:N", {}),
-    ("--rm-dtype", "rm_dtype", "RMGAP_DTYPE", "auto (default), float32, bfloat16 or float16", {}),
-    ("--rm-batch-size", "rm_batch_size", None, "fixed pairs per batch (default: a token budget)", {}),
-    ("--rm-max-length", "rm_max_length", None, "tokens per pair; longer prompts lose their start", {}),
-    ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code", {}),
-    ("--rm-scorer-version", "rm_scorer_version", None, "python: scorers are cached only under a version", {}),
-    ("--rmgap-data", "rmgap_data", "RMGAP_DATA", "RMGAP JSONL file (default: the embedded sample)", {}),
-    ("--rmgap-thresholds", "rmgap_thresholds", "RMGAP_THRESHOLDS", "thresholds YAML (default: built-in)", {}),
-    ("--rmgap-report", "rmgap_report", "RMGAP_REPORT", "directory for metrics.json, report.json/.md/.html", {}),
-    ("--rmgap-baseline", "rmgap_baseline", "RMGAP_BASELINE", "report.json of the accepted run to compare with",
-     {}),
-    ("--rmgap-update-baseline", "rmgap_update_baseline", None, "write this run as the baseline", {}),
+     "logprob:PATH, dpo:PATH, builtin:length|random|minilm or python:MODULE:ATTR. Turns the gate on."),
+    ("--rm-ref-model", "rm_ref_model", "RMGAP_REF_MODEL", "reference model for dpo:"),
+    ("--rm-device", "rm_device", "RMGAP_DEVICE", "auto (default), cpu, cuda or cuda:N"),
+    ("--rm-dtype", "rm_dtype", "RMGAP_DTYPE", "auto (default), float32, bfloat16 or float16"),
+    ("--rm-batch-size", "rm_batch_size", None, "fixed pairs per batch (default: a token budget)"),
+    ("--rm-max-length", "rm_max_length", None, "tokens per pair; longer prompts lose their start"),
+    ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
+    ("--rm-scorer-version", "rm_scorer_version", None, "python: scorers are cached only under a version"),
+    ("--rmgap-data", "rmgap_data", "RMGAP_DATA", "RMGAP JSONL file (default: the embedded sample)"),
+    ("--rmgap-thresholds", "rmgap_thresholds", "RMGAP_THRESHOLDS", "thresholds YAML (default: built-in)"),
+    ("--rmgap-report", "rmgap_report", "RMGAP_REPORT", "directory for metrics.json, report.json/.md/.html"),
+    ("--rmgap-baseline", "rmgap_baseline", "RMGAP_BASELINE", "report.json of the accepted run to compare with"),
+    ("--rmgap-update-baseline", "rmgap_update_baseline", None, "write this run as the baseline"),
     ("--rmgap-cache", "rmgap_cache", "RMGAP_CACHE", "score cache file, or 'off' (default: "
-     "~/.cache/rmgap-pytest/scores.sqlite)", {}),
+     "~/.cache/rmgap-pytest/scores.sqlite)"),
 ]
 _FLAGS = {"--rm-trust-remote-code", "--rmgap-update-baseline"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rmgap", "RMGAP reward-model gate")
-    for opt, ini, env, help_, _ in OPTIONS:
+    for opt, ini, env, help_ in OPTIONS:
         env_note = f" [env {env}]" if env else ""
         if opt in _FLAGS:
             group.addoption(opt, action="store_true", default=None, dest=ini, help=help_)
@@ -68,7 +65,7 @@ def _value(config: pytest.Config, ini: str, env: str | None) -> Any:
 
 
 def settings_from_config(config: pytest.Config) -> "GateSettings | None":
-    values = {ini: _value(config, ini, env) for _, ini, env, _, _ in OPTIONS}
+    values = {ini: _value(config, ini, env) for _, ini, env, _ in OPTIONS}
     if not values["rm_model"]:
         return None
     from .session import GateSettings
@@ -158,7 +155,8 @@ class GatePlugin:
         if self.worker_id is None and self.store is not None:  # the controller's run-scoped store
             shutil.rmtree(Path(self.store).parent, ignore_errors=True)
 
-    def pytest_configure_node(self, node: Any) -> None:  # xdist controller only
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist must not reject it
+    def pytest_configure_node(self, node: Any) -> None:
         if self.store is None:
             self.store = str(Path(tempfile.mkdtemp(prefix="rmgap-run-")) / "scores.sqlite")
         node.workerinput["rmgap_store"] = self.store

@@ -92,7 +92,8 @@ class GateSession:
         if device:
             options["device"] = device
         inner = build_scorer(self.settings.model, parse_options(options))
-        from .cache import ScoreStore, StoredScorer, resolve_cache_path
+        from .cache import ScoreStore, resolve_cache_path
+        from .stored import StoredScorer
 
         path = resolve_cache_path(self.settings.cache or True) if inner.fingerprint is not None else None
         if path is not None:

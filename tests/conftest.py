@@ -9,6 +9,7 @@ import rmgap_pytest.items  # noqa: F401
 import rmgap_pytest.report  # noqa: F401
 import rmgap_pytest.results  # noqa: F401
 import rmgap_pytest.compare  # noqa: F401
+import rmgap_pytest.stored  # noqa: F401
 
 from builders import small_benchmark
 

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 import rmgap_pytest.scorers as scorers
-from rmgap_pytest.cache import (CacheError, ScoreStore, StoredScorer, _pid_alive, default_cache_path,
-                                env_disables_cache, pair_hash, resolve_cache_path)
+from rmgap_pytest.cache import (CacheError, ScoreStore, _pid_alive, default_cache_path, env_disables_cache,
+                                pair_hash, resolve_cache_path)
+from rmgap_pytest.stored import StoredScorer
 from rmgap_pytest.errors import ScorerError
 from rmgap_pytest.scorers.base import Scorer, ScoreStats
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -196,3 +194,10 @@ def test_junit_properties_carry_value_interval_threshold(gate_dir):
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert props["BoN.value"] == "1" and props["BoN.threshold"] == "0.3" and "BoN.lo" in props
     assert props["BoN.support"] == "96"
+
+
+def test_works_without_xdist(gate_dir):
+    pytester, data, _ = gate_dir
+    result = run_gate(pytester, "-p", "no:xdist", "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}",
+                      "-k", "avg")
+    result.assert_outcomes(passed=3, deselected=result.parseoutcomes()["deselected"])

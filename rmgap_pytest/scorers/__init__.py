@@ -94,7 +94,8 @@ def load_scorer(spec: str, *, cache: bool | str | os.PathLike[str] = True, **opt
     scorer = build_scorer(spec, parse_options(options))
     if cache is False or scorer.fingerprint is None:
         return scorer
-    from ..cache import ScoreStore, StoredScorer, resolve_cache_path
+    from ..cache import ScoreStore, resolve_cache_path
+    from ..stored import StoredScorer
 
     path = resolve_cache_path(cache)  # also honours RMGAP_CACHE=off
     if path is None:
