@@ -3,6 +3,7 @@
     rmgap eval --rm-model SPEC [--data PATH] --out DIR
     rmgap compare BASE NEW
     rmgap synth --records N --out FILE
+    rmgap cache info|clear
 
 Bad input exits 2 with one paragraph (what, where, how to fix), never a
 traceback; an evaluation that completed exits 0 whatever its scores.
@@ -77,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--tolerance", type=float, default=None, help="allowed drop before a regression counts")
     cmp_.add_argument("--data", default=None, metavar="PATH", help="the benchmark file both runs used "
                       "(default: the path recorded in the run)")
+    cache = sub.add_parser("cache", help="show or clear the score cache")
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("--path", default=None, help="cache file (default: $RMGAP_CACHE or "
+                       "~/.cache/rmgap-pytest/scores.sqlite)")
+    cache.add_argument("--fingerprint", default=None, help="clear: only this scorer's scores")
     syn = sub.add_parser("synth", help="write schema-valid synthetic records (for scale tests, benchmarks)")
     syn.add_argument("--records", type=_positive_int, required=True)
     syn.add_argument("--out", required=True, metavar="FILE")
@@ -87,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"eval": cmd_eval, "compare": cmd_compare, "synth": cmd_synth}[args.command](args)
+        return {"eval": cmd_eval, "compare": cmd_compare, "synth": cmd_synth,
+                "cache": cmd_cache}[args.command](args)
     except RMGapError as exc:
         print(f"rmgap {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -103,7 +110,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .results import write_run
     from .thresholds import DEFAULT_MIN_SUPPORT
 
-    ev = evaluate(args.data, args.rm_model, cache=cache_setting(args), n_boot=args.bootstrap or DEFAULT_BOOT,
+    from .data import load_benchmark
+    from .results import ensure_dir
+
+    bench = load_benchmark(args.data)  # bad data fails first and leaves nothing behind
+    ensure_dir(args.out)  # a bad --out fails now, not after an hour of scoring
+    ev = evaluate(bench, args.rm_model, cache=cache_setting(args), n_boot=args.bootstrap or DEFAULT_BOOT,
                   seed=args.seed, min_support=args.min_support or DEFAULT_MIN_SUPPORT, **scorer_options(args))
     paths = write_run(ev, args.out)
     print(terminal_summary(ev, files=paths))
@@ -116,6 +128,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare_runs(args.base, args.new, data=args.data, tolerance=args.tolerance)
     print(format_comparison(result))
     return EXIT_REGRESSION if result.regressed else EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import ScoreStore, resolve_cache_path
+
+    path = resolve_cache_path(args.path or True)
+    if path is None:
+        print("rmgap cache: the cache is turned off (RMGAP_CACHE says so)")
+        return EXIT_OK
+    if not path.exists():
+        print(f"rmgap cache: no cache file at {path} yet")
+        return EXIT_OK
+    store = ScoreStore(path)
+    if args.action == "clear":
+        n = store.clear(args.fingerprint)
+        print(f"rmgap cache: deleted {n} scores from {path}")
+        return EXIT_OK
+    rows = store.info()
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
+    for fingerprint, count in rows.items():
+        print(f"  {count:>9} scores  {fingerprint}")
+    if not rows:
+        print("  (empty)")
+    return EXIT_OK
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

@@ -91,7 +91,10 @@ def load_benchmark(path: str | Path | None = None) -> Benchmark:
     records: list[Record] = []
     seen: dict[str, int] = {}
     synthetic = False
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" alone: str.splitlines() also splits on U+2028, U+0085 and form feeds,
+    # which JSON writers leave raw inside strings (ensure_ascii=False).
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:

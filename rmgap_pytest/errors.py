@@ -41,6 +41,10 @@ class ThresholdsError(RMGapError):
     """The thresholds file is invalid."""
 
 
+class OutputError(RMGapError):
+    """A report or baseline file cannot be written where the user asked."""
+
+
 class BaselineError(RMGapError):
     """A baseline cannot be read or does not match the current run."""
 

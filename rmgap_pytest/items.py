@@ -93,8 +93,8 @@ def write_summary(terminalreporter: Any, gate: GateSession) -> None:
     if gate.error is not None:
         tr.write_line(f"rmgap: scoring failed: {gate.error}", red=True)
         return
-    res = gate.result
-    tr.write_line(terminal_summary(res.evaluation, checks=res.checks, comparison=res.comparison,
+    checks, comparison = gate.shown()
+    tr.write_line(terminal_summary(gate.result.evaluation, checks=checks, comparison=comparison,
                                    files=gate.files or None))
     for message in gate.messages:
         tr.write_line(message)

@@ -198,13 +198,13 @@ def metric_table(out: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, min_su
                          value=value[dom_cols].mean(), lo=alo[0], hi=ahi[0], support=int(groups[dom_cols].sum()),
                          items=int(items[dom_cols].sum())))
         if metric == "BoN":
-            bon_draws, bon_value, bon_support = draws, value, groups
-    rows += _gap_rows(units.labels, bon_value, bon_draws, bon_support, min_support)
+            bon_draws, bon_value, bon_support, bon_items = draws, value, groups, items
+    rows += _gap_rows(units.labels, bon_value, bon_draws, bon_support, bon_items, min_support)
     rows += _blindness_rows(out, counts)
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def _gap_rows(labels, value, draws, support, min_support: int) -> list[dict]:
+def _gap_rows(labels, value, draws, support, items, min_support: int) -> list[dict]:
     """Max minus min BoN over a dimension's levels with enough support."""
     rows = []
     for d in [*DOMAINS, ALL]:
@@ -221,7 +221,7 @@ def _gap_rows(labels, value, draws, support, min_support: int) -> list[dict]:
             rows.append(dict(kind="gap", domain=d, dimension=dim, level=f"{labels[cols[int(np.argmax(v))]][3]}"
                              f" vs {labels[cols[int(np.argmin(v))]][3]}", metric="BoN gap",
                              value=float(v.max() - v.min()), lo=lo[0], hi=hi[0],
-                             support=int(min(support[cols])), items=len(cols)))
+                             support=int(min(support[cols])), items=int(items[cols].sum())))
     return rows
 
 

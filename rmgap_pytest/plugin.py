@@ -72,12 +72,11 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
     ints = {}
     for name in ("rm_batch_size", "rm_max_length"):
         if values[name] is not None:
-            try:
-                ints[name] = int(values[name])
-                assert ints[name] > 0
-            except (ValueError, AssertionError):
+            text = str(values[name]).strip()
+            if not text.isdigit() or int(text) < 1:
                 raise pytest.UsageError(f"--{name.replace('_', '-')}: {values[name]!r} is not a positive "
-                                        "integer.") from None
+                                        "integer.")
+            ints[name] = int(text)
     options = dict(ref_model=values["rm_ref_model"], device=values["rm_device"], dtype=values["rm_dtype"],
                    batch_size=ints.get("rm_batch_size"), max_length=ints.get("rm_max_length"),
                    trust_remote_code=bool(values["rm_trust_remote_code"]) or None,
@@ -109,7 +108,7 @@ class GatePlugin:
     def __init__(self, config: pytest.Config, session: "GateSession") -> None:
         self.config = config
         self.gate = session
-        self.ran_gate_items = False
+        self.worker_error: str | None = None  # a worker's scoring error, reported to the controller
         workerinput = getattr(config, "workerinput", None)
         self.worker_id = workerinput["workerid"] if workerinput else None
         # Under xdist the controller makes a run-scoped store (pytest_configure_node) and hands
@@ -131,17 +130,22 @@ class GatePlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """Score once, before the first gate item runs (each xdist worker shares the work)."""
-        if not _is_controller(self.config) and any(i.nodeid.startswith(PREFIX) for i in session.items):
+        if self.config.option.collectonly or _is_controller(self.config):
+            return
+        if any(i.nodeid.startswith(PREFIX) for i in session.items):
             self._prepare()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid.startswith(PREFIX):
-            self.ran_gate_items = True
+        if report.nodeid.startswith(PREFIX) and report.when == "call":
+            self.gate.ran.add(report.nodeid.removeprefix(PREFIX))
 
     def pytest_sessionfinish(self) -> None:
         if self.worker_id is not None:
+            self.config.workeroutput["rmgap_error"] = self.gate.error  # type: ignore[attr-defined]
             return
-        if _is_controller(self.config) and self.ran_gate_items:
+        if self.worker_error is not None:
+            self.gate.error = self.worker_error  # do not load the model again to hit the same error
+        elif _is_controller(self.config) and self.gate.ran:
             self._prepare()  # the workers stored every score: this reads them, no model work
         self.gate.finish()
 
@@ -155,6 +159,12 @@ class GatePlugin:
         if self.worker_id is None and self.store is not None:  # the controller's run-scoped store
             shutil.rmtree(Path(self.store).parent, ignore_errors=True)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", None) or {}
+        if output.get("rmgap_error"):
+            self.worker_error = output["rmgap_error"]
+
     @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist must not reject it
     def pytest_configure_node(self, node: Any) -> None:
         if self.store is None:
@@ -164,10 +174,13 @@ class GatePlugin:
 
     def _prepare(self) -> None:
         from .items import prepare_with_progress
-        from .session import worker_device
+        from .session import share_cpu_threads, worker_device
 
         settings = self.gate.settings
         device = worker_device(self.worker_id, settings.scorer_options.get("device"), settings.model)
+        if self.worker_id is not None:
+            share_cpu_threads(int(self.config.workerinput.get("workercount", 1)), device or
+                              settings.scorer_options.get("device"), settings.model)
         prepare_with_progress(self.config, self.gate, self.store, self.run_id, device)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DIMENSIONS
-from .errors import BaselineError
+from .errors import BaselineError, OutputError
 from .evaluation import Evaluation
 
 REPORT_VERSION = 1
@@ -53,10 +53,30 @@ def report_dict(ev: Evaluation, extra: dict[str, Any] | None = None) -> dict[str
     })
 
 
+def ensure_dir(path: str | Path, what: str = "report directory") -> Path:
+    """Create ``path`` now, so a bad location is an error before any scoring, not after."""
+    d = Path(path).expanduser()
+    if d.exists() and not d.is_dir():
+        raise OutputError(f"{d}: the {what} is an existing file. Fix: pass a directory path "
+                          "(it is created when missing).")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{d}: cannot create the {what} ({exc.strerror}). Fix: pass a writable path.") from None
+    return d
+
+
+def ensure_parent(path: str | Path, what: str = "baseline file") -> Path:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise OutputError(f"{p}: the {what} is a directory. Fix: pass a file path such as baselines/rm.json.")
+    ensure_dir(p.parent, f"{what}'s directory")
+    return p
+
+
 def write_run(ev: Evaluation, out_dir: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write metrics.json and report.json; returns their paths."""
-    d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
+    d = ensure_dir(out_dir)
     paths = {"metrics": d / "metrics.json", "report": d / "report.json"}
     paths["metrics"].write_text(json.dumps(_clean(ev.reference), indent=2) + "\n")
     paths["report"].write_text(json.dumps(report_dict(ev, extra), indent=1) + "\n")
@@ -65,8 +85,7 @@ def write_run(ev: Evaluation, out_dir: str | Path, extra: dict[str, Any] | None 
 
 def save_baseline(ev: Evaluation, path: str | Path) -> Path:
     """A baseline is a report.json written to the given path."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    p = ensure_parent(path)
     p.write_text(json.dumps(report_dict(ev), indent=1) + "\n")
     return p
 
@@ -92,12 +111,21 @@ def load_run(path: str | Path) -> dict[str, Any]:
         raise BaselineError(f"{p}: report version {run.get('version')!r}, this rmgap-pytest reads "
                             f"{REPORT_VERSION}. Fix: regenerate the baseline with --rmgap-update-baseline.")
     run["path"] = str(p)
+    data = run["meta"].get("data") if isinstance(run["meta"], dict) else None
+    if not isinstance(data, dict) or "sha256" not in data or "spec" not in run["meta"]:
+        raise BaselineError(f"{p}: its 'meta' lacks the model spec or the data file's sha256. Fix: regenerate "
+                            "it with --rmgap-update-baseline.")
+    outcomes_from_run(run)  # every column a comparison needs, checked now rather than mid-run
     return run
 
 
 def outcomes_from_run(run: dict[str, Any]) -> pd.DataFrame:
     """A stored run's outcome table, as ``metrics.outcome_table`` built it."""
-    out = pd.DataFrame(run["outcomes"]["rows"], columns=run["outcomes"]["columns"])
+    try:
+        out = pd.DataFrame(run["outcomes"]["rows"], columns=run["outcomes"]["columns"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BaselineError(f"{run.get('path', 'run')}: its 'outcomes' table is malformed ({exc}). Fix: "
+                            "regenerate it with this version of rmgap-pytest.") from None
     missing = [c for c in OUTCOME_COLUMNS if c not in out.columns]
     if missing:
         raise BaselineError(f"{run.get('path', 'run')}: its outcomes lack {', '.join(missing)}. Fix: regenerate "

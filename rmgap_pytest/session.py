@@ -17,6 +17,7 @@ The plugin's hooks only call this object. Lifecycle:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,12 +66,22 @@ class GateSession:
         self.error: str | None = None
         self.files: dict[str, Path] = {}
         self.messages: list[str] = []
+        self.ran: set[str] = set()  # check ids whose items ran: -k/--deselect must not fail the report
 
     @classmethod
     def from_settings(cls, settings: GateSettings) -> "GateSession":
         """Validate data, thresholds, scorer spec and baseline; raises RMGapError with a fix."""
         bench = load_benchmark(settings.data)
         thresholds = load_thresholds(settings.thresholds)
+        from .results import ensure_dir, ensure_parent
+
+        if settings.update_baseline and not settings.baseline:
+            raise BaselineError("--rmgap-update-baseline needs --rmgap-baseline=PATH: the file to write the run "
+                                "to. Fix: add --rmgap-baseline=baselines/rm.json (or set rmgap_baseline in the ini).")
+        if settings.report:
+            ensure_dir(settings.report)
+        if settings.update_baseline:
+            ensure_parent(settings.baseline)
         build_scorer(settings.model, parse_options(settings.scorer_options))  # spec errors now, not mid-run
         baseline = None
         if settings.baseline and (Path(settings.baseline).exists() or not settings.update_baseline):
@@ -108,10 +119,12 @@ class GateSession:
             return
         try:
             scorer = self.scorer(store, run_id, device)
+            started = time.time()
             scores = score_benchmark(self.bench, scorer)
             ev = evaluation_from_scores(self.bench, scores, scorer, n_boot=self.settings.bootstrap,
                                         min_support=self.thresholds.min_support,
-                                        options=self.settings.scorer_options)
+                                        options=self.settings.scorer_options,
+                                        scoring_seconds=time.time() - started)
             ev.meta["thresholds"] = self.thresholds.source
             comparison = self._compare(ev) if self.baseline is not None else None
             checks = decide_checks(self.checks, ev.table, self.thresholds, comparison)
@@ -133,6 +146,25 @@ class GateSession:
         return table
 
     # -- verdicts --------------------------------------------------------------------------------------
+    def shown(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Checks and comparison as the report shows them: only checks whose items ran.
+
+        A check deselected with -k or --deselect is waived; the summary and report.md
+        must not call the run red while pytest exits 0.
+        """
+        assert self.result is not None
+        checks, comparison = self.result.checks, self.result.comparison
+        if not self.ran:
+            return checks, comparison
+        checks = checks[checks["id"].isin(self.ran)]
+        if comparison is not None:
+            comparison = comparison.copy()
+            ids = [f"regression[{d}/{m}]" if k == "domain" else f"regression[{d}/{dim}={lvl}]"
+                   for k, d, dim, lvl, m in comparison[["kind", "domain", "dimension", "level", "metric"]]
+                   .itertuples(index=False)]
+            comparison.loc[[i not in self.ran for i in ids], "regressed"] = False
+        return checks, comparison
+
     def verdict(self, check_id: str) -> tuple[str, pd.DataFrame]:
         """(status, rows) for one check; status fail/skip/pass."""
         assert self.result is not None
@@ -140,7 +172,7 @@ class GateSession:
         return check_status(rows), rows
 
     def failure_message(self, check_id: str, rows: pd.DataFrame) -> str:
-        from .report import worst_records
+        from .report import describe_record, worst_records
 
         lines = [f"{check_id} failed"]
         for r in rows.itertuples(index=False):
@@ -158,9 +190,7 @@ class GateSession:
             worst = worst_records(self.result.evaluation, mask=mask, n=3)
             if worst:
                 lines.append("  most wrong:")
-            for w in worst:
-                lines.append(f"    record {w['record_id']} (group {w['group'] + 1}, prompt {w['prompt'] + 1}): "
-                             f"right answer {w['winner']}, model preferred {w['top']} by {w['margin']:.3g}")
+            lines += [f"    record {describe_record(w)}" for w in worst]
         return "\n".join(lines)
 
     def _mask(self, spec: CheckSpec) -> "pd.Series | None":
@@ -178,7 +208,8 @@ class GateSession:
         """Write report files and the baseline (controller or single process only)."""
         if self.result is None:
             return
-        ev, checks, comparison = self.result.evaluation, self.result.checks, self.result.comparison
+        ev = self.result.evaluation
+        checks, comparison = self.shown()
         from .results import save_baseline, write_run
 
         if self.settings.report:
@@ -217,6 +248,21 @@ def worker_device(worker_id: str | None, device: str | None, spec: str = "") -> 
     if n <= 1:
         return None
     return f"cuda:{int(worker_id.lstrip('gw') or 0) % n}"
+
+
+def share_cpu_threads(worker_count: int, device: str | None, spec: str) -> None:
+    """xdist workers scoring on one CPU split its cores instead of each taking all of them.
+
+    Measured here (2 cores, the sample, builtin:minilm, whole `pytest -n 2` run): 10.7 s
+    with one thread per worker, 14-16 s with two threads each (oversubscribed).
+    """
+    if worker_count <= 1 or spec.startswith(_NO_TORCH) or (device or "auto").startswith("cuda"):
+        return
+    import torch
+
+    if device in (None, "auto") and torch.cuda.is_available():
+        return
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // worker_count))
 
 
 def env_default(name: str) -> str | None:

@@ -64,8 +64,13 @@ class StoredScorer:
         """Chunks over the whole request, whatever is cached, so all processes agree on them.
 
         Sorting by length keeps each chunk's texts alike, so the engine's batches pad little.
+        A scorer whose cost is per distinct text (``chunk_order = "request"``) keeps the
+        request's order instead, so pairs that share texts share a chunk.
         """
-        order = sorted(unique, key=lambda k: (len(unique[k][0]) + len(unique[k][1]), k))
+        if getattr(self.inner, "chunk_order", "length") == "request":
+            order = list(unique)  # dicts keep insertion order: the caller's, the same in every process
+        else:
+            order = sorted(unique, key=lambda k: (len(unique[k][0]) + len(unique[k][1]), k))
         chunks = (order[i:i + self.chunk_size] for i in range(0, len(order), self.chunk_size))
         return {hashlib.sha256("".join(c).encode()).hexdigest()[:32]: c for c in chunks}
 

@@ -156,3 +156,23 @@ def test_synth_then_eval_and_compare(tmp_path):
 def test_usage_errors_are_argparse_messages(tmp_path):
     res = run_cli("eval", "--rm-model", "builtin:length", "--out", "o", "--batch-size", "0")
     assert res.returncode == 2 and "'0' must be at least 1" in res.stderr
+
+
+def test_cache_info_and_clear(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "c.sqlite"
+    monkeypatch.setenv("RMGAP_CACHE", str(cache))
+    assert main(["eval", "--rm-model", "builtin:length", "--out", str(tmp_path / "o"), "--bootstrap", "100"]) == 0
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert str(cache) in out and "builtin:length:v1" in out
+    assert main(["cache", "clear", "--fingerprint", "builtin:length:v1"]) == 0
+    assert "deleted" in capsys.readouterr().out
+    main(["cache", "info"])
+    assert "(empty)" in capsys.readouterr().out
+
+
+def test_out_path_that_is_a_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    res = run_cli("eval", "--rm-model", "builtin:length", "--out", str(tmp_path / "afile"))
+    assert res.returncode == 2 and "is an existing file" in res.stderr and "Traceback" not in res.stderr

@@ -120,3 +120,14 @@ def test_embedded_sample_is_valid_and_release_like():
         prompts = " ".join(p.lower() for g in rec.prompts for p in g)
         for levels in DIMENSIONS.values():  # users describe situations, never style labels
             assert not any(f" {lvl} " in f" {prompts} " for lvl in levels if "_" in lvl)
+
+
+def test_unicode_line_separators_inside_strings(tmp_path):
+    rec = make_record("u")
+    rec["responses"][0]["text"] = "line one\u2028line two\x0c\u0085 caf\u00e9"
+    path = tmp_path / "u.jsonl"
+    path.write_text(json.dumps(make_record("a"), ensure_ascii=False) + "\r\n" + json.dumps(rec, ensure_ascii=False)
+                    + "\n", encoding="utf-8")
+    bench = load_benchmark(path)
+    assert [r.line for r in bench.records] == [1, 2]
+    assert bench.records[1].responses[0].startswith("line one\u2028line two")

@@ -201,3 +201,48 @@ def test_works_without_xdist(gate_dir):
     result = run_gate(pytester, "-p", "no:xdist", "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}",
                       "-k", "avg")
     result.assert_outcomes(passed=3, deselected=result.parseoutcomes()["deselected"])
+
+
+def test_deselected_checks_do_not_turn_the_report_red(gate_dir):
+    pytester, data, _ = gate_dir
+    (pytester.path / "t.yaml").write_text("floors: {Pair: 0.4}\n")
+    result = run_gate(pytester, "--rm-model=builtin:length", f"--rmgap-data={data}", "--rmgap-thresholds=t.yaml",
+                      "--rmgap-report=out", "-k", "avg and Pair")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["Gate: 1 passed, 0 failed, 0 skipped (1 checks)"])
+    assert (pytester.path / "out/report.md").read_text().startswith("## ✅")
+
+
+def test_collect_only_scores_nothing(gate_dir):
+    pytester, data, tmp = gate_dir
+    result = run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}", "--collect-only",
+                      "-q", "--rmgap-report=out")
+    assert result.ret == 0 and not (tmp / "oracle_rm.log").exists() and not (pytester.path / "out/report.json").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--rmgap-update-baseline"], "--rmgap-update-baseline needs --rmgap-baseline=PATH"),
+    (["--rmgap-report=afile"], "afile: the report directory is an existing file"),
+    (["--rmgap-baseline=old.json"], "old.json: its 'meta' lacks the model spec"),
+    (["--rmgap-baseline=bad.json"], "bad.json: not a valid report.json"),
+])
+def test_bad_baseline_and_report_paths(gate_dir, args, needle):
+    pytester, data, _ = gate_dir
+    (pytester.path / "afile").write_text("x")
+    (pytester.path / "old.json").write_text(json.dumps({"version": 1, "meta": {}, "outcomes": {}}))
+    (pytester.path / "bad.json").write_text("{not json")
+    result = run_gate(pytester, "--rm-model=python:oracle_rm:score", f"--rmgap-data={data}", *args)
+    assert result.ret == 4 and needle in result.stderr.str() and "Traceback" not in result.stderr.str()
+
+
+def test_scorer_error_under_xdist_is_not_retried_by_the_controller(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("RMGAP_CACHE", str(tmp_path / "c.sqlite"))
+    log = tmp_path / "calls.log"
+    pytester.makepyfile(raising_rm=f"def score(prompts, responses):\n"
+                                   f"    open({str(log)!r}, 'a').write('x\\n')\n"
+                                   f"    raise RuntimeError('GPU fell over')\n")
+    pytester.syspathinsert()
+    result = run_gate(pytester, "--rm-model=python:raising_rm:score", "-n", "2", "-k", "avg")
+    assert result.ret == 1 and "raised RuntimeError: GPU fell over" in result.stdout.str()
+    assert len(log.read_text().split()) <= 2  # once per worker at most, none from the controller
+    assert "Traceback" not in result.stdout.str()
