@@ -162,6 +162,13 @@ class ScoreStore:
             f"another path, or turn the cache off ({ENV_VAR}=off or load_scorer(..., cache=False))."
         )
 
+    def close(self) -> None:
+        """Close this thread's connection (before deleting a throwaway store's file)."""
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid() and getattr(local, "conn", None) is not None:
+            local.conn.close()
+            local.conn = local.pid = None
+
     def _conn(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():

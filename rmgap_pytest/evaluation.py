@@ -36,9 +36,29 @@ class Evaluation:
 
 
 def score_benchmark(bench: Benchmark, scorer: Scorer) -> np.ndarray:
-    """(n_items, 4) scores, pair order as ``data.pair_texts``."""
+    """(n_items, 4) scores, pair order as ``data.pair_texts``.
+
+    Always through a score store: a scorer without the cache gets a throwaway one.
+    The store cuts the request into the same chunks every time, and in bf16 a score
+    moves slightly with its batch, so cached, uncached and xdist runs agree exactly
+    only if they all chunk the same way.
+    """
+    from .stored import StoredScorer
+
     prompts, responses = pair_texts(bench)
-    scores = np.asarray(scorer.score(prompts, responses), dtype=np.float64).reshape(-1)
+    if isinstance(scorer, StoredScorer):
+        raw = scorer.score(prompts, responses)
+    else:
+        import tempfile
+        import uuid
+
+        from .cache import ScoreStore
+
+        with tempfile.TemporaryDirectory(prefix="rmgap-run-") as tmp:
+            store = ScoreStore(Path(tmp) / "scores.sqlite")
+            raw = StoredScorer(scorer, store, fingerprint=f"run:{uuid.uuid4().hex}").score(prompts, responses)
+            store.close()
+    scores = np.asarray(raw, dtype=np.float64).reshape(-1)
     if scores.shape[0] != len(prompts):
         raise ScorerError(f"The scorer {scorer.spec} returned {scores.shape[0]} scores for {len(prompts)} pairs. "
                           "Fix: return exactly one float per (prompt, response) pair.")

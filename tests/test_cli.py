@@ -129,7 +129,7 @@ def test_missing_file_and_short_scorer(tmp_path, scorers):
     (tmp_path / "short_rm.py").write_text(SCORERS)
     res = run_cli("eval", "--rm-model", "python:short_rm:too_few", "--out", "o", "--no-cache", cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "python:short_rm:too_few (batch 1 of 20, 64 pairs) returned 63 scores for 64 pairs" in res.stderr
+    assert "python:short_rm:too_few (batch 1 of 4, 64 pairs) returned 63 scores for 64 pairs" in res.stderr
 
 
 def test_synth_then_eval_and_compare(tmp_path):
