@@ -1,0 +1,81 @@
+"""GateSession and its helpers, without pytest's machinery."""
+
+import pytest
+
+from rmgap_pytest import session as S
+from rmgap_pytest.errors import BaselineError
+from rmgap_pytest.gate import CHECK_COLUMNS
+
+
+class FakeCuda:
+    def __init__(self, n):
+        self.n = n
+
+    def device_count(self):
+        return self.n
+
+    def is_available(self):
+        return self.n > 0
+
+
+@pytest.fixture
+def fake_torch(monkeypatch):
+    import torch
+
+    def install(n_gpus):
+        monkeypatch.setattr(torch, "cuda", FakeCuda(n_gpus))
+        threads = []
+        monkeypatch.setattr(torch, "set_num_threads", threads.append)
+        return threads
+    return install
+
+
+def test_each_worker_takes_its_own_gpu(fake_torch):
+    fake_torch(2)
+    assert S.worker_device("gw0", None, "classifier:./rm") == "cuda:0"
+    assert S.worker_device("gw3", "auto", "classifier:./rm") == "cuda:1"
+    assert S.worker_device("gw1", "cpu", "classifier:./rm") is None  # the user chose
+    assert S.worker_device(None, None, "classifier:./rm") is None  # not under xdist
+    assert S.worker_device("gw1", None, "python:m:f") is None  # no model, no torch import
+    fake_torch(1)
+    assert S.worker_device("gw1", None, "classifier:./rm") is None
+
+
+def test_cpu_workers_split_the_cores(fake_torch, monkeypatch):
+    monkeypatch.setattr(S.os, "cpu_count", lambda: 8)
+    threads = fake_torch(0)
+    S.share_cpu_threads(4, None, "classifier:./rm")
+    assert threads == [2]
+    S.share_cpu_threads(1, None, "classifier:./rm")  # a single worker keeps every core
+    S.share_cpu_threads(4, "cuda:0", "classifier:./rm")
+    S.share_cpu_threads(4, None, "builtin:length")
+    assert threads == [2]
+
+
+def test_settings_are_validated_before_any_scoring(bench_file, tmp_path):
+    settings = S.GateSettings(model="builtin:length", data=str(bench_file), update_baseline=True)
+    with pytest.raises(BaselineError, match="needs --rmgap-baseline=PATH"):
+        S.GateSession.from_settings(settings)
+
+
+def test_prepare_decides_every_planned_check(bench_file):
+    gate = S.GateSession.from_settings(S.GateSettings(model="builtin:random", data=str(bench_file), bootstrap=100))
+    gate.prepare()
+    assert gate.error is None
+    checks = gate.result.checks
+    assert list(checks.columns) == CHECK_COLUMNS
+    assert set(checks["id"]) == {spec.id for spec in gate.checks}
+    status, rows = gate.verdict("avg[BoN]")
+    assert status in ("pass", "fail") and len(rows) == 1
+    gate.ran = {"avg[BoN]"}
+    shown, _ = gate.shown()
+    assert set(shown["id"]) == {"avg[BoN]"}
+
+
+def test_scorer_errors_are_kept_not_raised(bench_file, tmp_path, monkeypatch):
+    (tmp_path / "bad_rm.py").write_text("def f(p, r):\n    return []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gate = S.GateSession.from_settings(S.GateSettings(model="python:bad_rm:f", data=str(bench_file)))
+    gate.prepare()
+    assert gate.result is None and "returned 0 scores for 64 pairs" in gate.error
+    gate.finish()  # nothing to write, nothing raised
