@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .data import Benchmark, load_benchmark
@@ -66,6 +67,7 @@ class GateSession:
         self.error: str | None = None
         self.files: dict[str, Path] = {}
         self.messages: list[str] = []
+        self.base_bon: "np.ndarray | None" = None  # per item: best-of-N in the baseline
         self.ran: set[str] = set()  # check ids whose items ran: -k/--deselect must not fail the report
 
     @classmethod
@@ -137,6 +139,7 @@ class GateSession:
         from .results import align, outcomes_from_run
 
         base = align(outcomes_from_run(self.baseline), ev.outcomes, self.baseline["path"])
+        self.base_bon = base["bon"].to_numpy()
         reg = self.thresholds.raw["regression"]
         table = compare(base, ev.outcomes, tolerance=reg["tolerance"], confidence=reg["confidence"],
                         n_boot=reg["n_boot"], seed=reg["seed"])
@@ -179,9 +182,9 @@ class GateSession:
             if r.status != "fail":
                 continue
             op = ">=" if r.direction == "min" else "<="
-            what = "change" if r.kind == "regression" else r.metric
+            name = f"{r.metric} change" if r.kind == "regression" else r.metric
             support = f", support {int(r.support)} prompt groups" if pd.notna(r.support) else ""
-            lines.append(f"  {r.metric if r.kind != 'regression' else r.metric + ' ' + what}: {_fmt(r.value)} "
+            lines.append(f"  {name}: {_fmt(r.value)} "
                          f"[95% {_fmt(r.lo)}, {_fmt(r.hi)}], needs {op} {_fmt(r.threshold)}{support}"
                          + (f" - {r.reason}" if r.reason else ""))
         spec = next(s for s in self.checks if s.id == check_id)
@@ -189,7 +192,8 @@ class GateSession:
         if mask is not None:
             worst = worst_records(self.result.evaluation, mask=mask, n=3)
             if worst:
-                lines.append("  most wrong:")
+                lines.append("  newly wrong (right in the baseline):" if spec.kind == "regression" and
+                             self.base_bon is not None else "  most wrong:")
             lines += [f"    record {describe_record(w)}" for w in worst]
         return "\n".join(lines)
 
@@ -201,6 +205,8 @@ class GateSession:
             mask = out["domain"] == spec.domain
         if spec.dimension and spec.level and spec.kind in ("cell", "regression"):
             mask &= out[spec.dimension] == spec.level
+        if spec.kind == "regression" and self.base_bon is not None:
+            mask &= self.base_bon & ~out["bon"].to_numpy()  # the items this change broke
         return mask
 
     # -- files -----------------------------------------------------------------------------------------
