@@ -44,7 +44,7 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
                    help="logprob/dpo: how response token log-probs are combined")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="run the model repository's own Python code (off by default)")
-    p.add_argument("--scorer-version", default=None, help="python: scorers are cached only under a version")
+    p.add_argument("--scorer-version", default=None, help="python: and http(s): scorers are cached only under a version")
     p.add_argument("--cache", default=None, metavar="PATH", help="score cache file (default: $RMGAP_CACHE or "
                    "~/.cache/rmgap-pytest/scores.sqlite)")
     p.add_argument("--no-cache", action="store_true", help="score every pair again; read and write no cache")

@@ -30,7 +30,7 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-batch-size", "rm_batch_size", None, "fixed pairs per batch (default: a token budget)"),
     ("--rm-max-length", "rm_max_length", None, "tokens per pair; longer prompts lose their start"),
     ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
-    ("--rm-scorer-version", "rm_scorer_version", None, "python: scorers are cached only under a version"),
+    ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version"),
     ("--rmgap-data", "rmgap_data", "RMGAP_DATA", "RMGAP JSONL file (default: the embedded sample)"),
     ("--rmgap-thresholds", "rmgap_thresholds", "RMGAP_THRESHOLDS", "thresholds YAML (default: built-in)"),
     ("--rmgap-report", "rmgap_report", "RMGAP_REPORT", "directory for metrics.json, report.json/.md/.html"),

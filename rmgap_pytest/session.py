@@ -238,7 +238,7 @@ def _fmt(value: Any) -> str:
     return "n/a" if v != v else f"{v:.3f}"
 
 
-_NO_TORCH = ("python:", "builtin:length", "builtin:random")
+_NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:")
 
 
 def worker_device(worker_id: str | None, device: str | None, spec: str = "") -> str | None:

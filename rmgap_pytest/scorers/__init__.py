@@ -26,6 +26,8 @@ KINDS: dict[str, str] = {
     "dpo": "rmgap_pytest.scorers.logprob:DpoScorer",
     "builtin": "rmgap_pytest.scorers.builtin:make_builtin",
     "python": "rmgap_pytest.scorers.python:PythonScorer",
+    "http": "rmgap_pytest.scorers.remote:RemoteScorer",
+    "https": "rmgap_pytest.scorers.remote:RemoteScorer",
 }
 
 _OPTION_NAMES = [f.name for f in dataclasses.fields(ScorerOptions)]
@@ -81,6 +83,8 @@ _EXAMPLES = {
     "dpo": "dpo:./checkpoints/policy (with ref_model)",
     "builtin": "builtin:length, builtin:random or builtin:minilm",
     "python": "python:my_package.rewards:score",
+    "http": "http://127.0.0.1:8000/score",
+    "https": "https://rm.example.com/score",
 }
 
 
