@@ -124,7 +124,8 @@ def test_malformed_inputs_exit_nonzero_without_traceback(tmp_path, case):
 
 
 def test_missing_file_and_short_scorer(tmp_path, scorers):
-    res = run_cli("eval", "--rm-model", "builtin:length", "--data", str(tmp_path / "nope.jsonl"), "--out", "o")
+    res = run_cli("eval", "--rm-model", "builtin:length", "--data", str(tmp_path / "nope.jsonl"),
+                  "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "nope.jsonl: the benchmark file does not exist" in res.stderr
     (tmp_path / "short_rm.py").write_text(SCORERS)
     res = run_cli("eval", "--rm-model", "python:short_rm:too_few", "--out", "o", "--no-cache", cwd=tmp_path)
@@ -154,7 +155,7 @@ def test_synth_then_eval_and_compare(tmp_path):
 
 
 def test_usage_errors_are_argparse_messages(tmp_path):
-    res = run_cli("eval", "--rm-model", "builtin:length", "--out", "o", "--batch-size", "0")
+    res = run_cli("eval", "--rm-model", "builtin:length", "--out", str(tmp_path / "o"), "--batch-size", "0")
     assert res.returncode == 2 and "'0' must be at least 1" in res.stderr
 
 
