@@ -42,6 +42,9 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
                    "their start")
     p.add_argument("--aggregate", default=None, choices=["mean", "sum", "discounted_sum"],
                    help="logprob/dpo: how response token log-probs are combined")
+    p.add_argument("--label", type=int, default=None, help="classifier: the logit of a multi-label head (0-based)")
+    p.add_argument("--allow-pickle", action="store_true", default=None,
+                   help="load *.bin/*.pt weights (default: safetensors only)")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="run the model repository's own Python code (off by default)")
     p.add_argument("--scorer-version", default=None, help="python: and http(s): scorers are cached only under a version")
@@ -54,6 +57,7 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
 def scorer_options(args: argparse.Namespace) -> dict:
     return dict(ref_model=args.ref_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                 max_length=args.max_length, aggregate=args.aggregate, trust_remote_code=args.trust_remote_code,
+                label=args.label, allow_pickle=args.allow_pickle,
                 version=args.scorer_version, progress=False if args.no_progress else None)
 
 
@@ -67,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score a reward model on RMGAP and write the report files")
     add_scorer_arguments(ev)
     ev.add_argument("--data", default=None, metavar="PATH", help="RMGAP JSONL file (default: the embedded sample)")
-    ev.add_argument("--out", required=True, metavar="DIR", help="where metrics.json and report.json go")
+    ev.add_argument("--out", required=True, metavar="DIR", help="where metrics.json, report.json, report.md, report.html and heatmap.png go")
     ev.add_argument("--bootstrap", type=_positive_int, default=None, help="bootstrap draws (default 1000)")
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ev.add_argument("--min-support", type=_positive_int, default=None, help="prompt groups a cell needs to "
@@ -118,6 +122,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ev = evaluate(bench, args.rm_model, cache=cache_setting(args), n_boot=args.bootstrap or DEFAULT_BOOT,
                   seed=args.seed, min_support=args.min_support or DEFAULT_MIN_SUPPORT, **scorer_options(args))
     paths = write_run(ev, args.out)
+    from .report import write_report_files
+
+    paths.update(write_report_files(ev, args.out))
     print(terminal_summary(ev, files=paths))
     return EXIT_OK
 

@@ -29,7 +29,10 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-dtype", "rm_dtype", "RMGAP_DTYPE", "auto (default), float32, bfloat16 or float16"),
     ("--rm-batch-size", "rm_batch_size", None, "fixed pairs per batch (default: a token budget)"),
     ("--rm-max-length", "rm_max_length", None, "tokens per pair; longer prompts lose their start"),
+    ("--rm-aggregate", "rm_aggregate", None, "logprob/dpo: mean (default), sum or discounted_sum"),
+    ("--rm-label", "rm_label", None, "classifier: the logit of a multi-label head to score with (0-based)"),
     ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
+    ("--rm-allow-pickle", "rm_allow_pickle", None, "load *.bin/*.pt weights (default: safetensors only)"),
     ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version"),
     ("--rmgap-data", "rmgap_data", "RMGAP_DATA", "RMGAP JSONL file (default: the embedded sample)"),
     ("--rmgap-thresholds", "rmgap_thresholds", "RMGAP_THRESHOLDS", "thresholds YAML (default: built-in)"),
@@ -39,7 +42,8 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rmgap-cache", "rmgap_cache", "RMGAP_CACHE", "score cache file, or 'off' (default: "
      "~/.cache/rmgap-pytest/scores.sqlite)"),
 ]
-_FLAGS = {"--rm-trust-remote-code", "--rmgap-update-baseline"}
+_FLAGS = {"--rm-trust-remote-code", "--rm-allow-pickle", "--rmgap-update-baseline"}
+_AGGREGATES = ("mean", "sum", "discounted_sum")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,6 +74,11 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
         return None
     from .session import GateSettings
     ints = {}
+    if values["rm_aggregate"] is not None and values["rm_aggregate"] not in _AGGREGATES:
+        raise pytest.UsageError(f"--rm-aggregate: {values['rm_aggregate']!r} is not one of "
+                                f"{', '.join(_AGGREGATES)}.")
+    if values["rm_label"] is not None and not str(values["rm_label"]).strip().isdigit():
+        raise pytest.UsageError(f"--rm-label: {values['rm_label']!r} is not a logit index (0, 1, ...).")
     for name in ("rm_batch_size", "rm_max_length"):
         if values[name] is not None:
             text = str(values[name]).strip()
@@ -80,6 +89,8 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
     options = dict(ref_model=values["rm_ref_model"], device=values["rm_device"], dtype=values["rm_dtype"],
                    batch_size=ints.get("rm_batch_size"), max_length=ints.get("rm_max_length"),
                    trust_remote_code=bool(values["rm_trust_remote_code"]) or None,
+                   allow_pickle=bool(values["rm_allow_pickle"]) or None, aggregate=values["rm_aggregate"],
+                   label=int(values["rm_label"]) if values["rm_label"] is not None else None,
                    version=values["rm_scorer_version"])
     return GateSettings(model=values["rm_model"], data=values["rmgap_data"], thresholds=values["rmgap_thresholds"],
                         report=values["rmgap_report"], baseline=values["rmgap_baseline"],

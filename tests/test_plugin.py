@@ -130,6 +130,8 @@ def test_thresholds_errors_are_usage_errors(gate_dir):
     (["--rmgap-data=missing.jsonl"], "missing.jsonl: the benchmark file does not exist"),
     (["--rm-model=builtin:lenght"], "Did you mean 'length'?"),
     (["--rm-batch-size=zero"], "--rm-batch-size: 'zero' is not a positive integer"),
+    (["--rm-aggregate=avg"], "--rm-aggregate: 'avg' is not one of mean, sum, discounted_sum"),
+    (["--rm-label=first"], "--rm-label: 'first' is not a logit index"),
 ])
 def test_bad_options_are_usage_errors(gate_dir, args, needle):
     pytester, data, _ = gate_dir

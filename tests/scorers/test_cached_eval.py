@@ -31,3 +31,16 @@ def test_trust_remote_code_is_off_unless_asked(clf_dir, tmp_path):
     res = subprocess.run([sys.executable, "-m", "rmgap_pytest.cli", "eval", "--rm-model", str(tmp_path / "nope"),
                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_gate_passes_model_options_through(pytester, lm_dir, bench_file):
+    fingerprints = {}
+    for aggregate in ("mean", "sum"):
+        result = pytester.runpytest("-p", "no:cacheprovider", f"--rm-model=logprob:{lm_dir}",
+                                    f"--rmgap-data={bench_file}", f"--rm-aggregate={aggregate}", "--rm-dtype=float32",
+                                    f"--rmgap-report=out_{aggregate}", "-k", "avg")
+        assert result.ret in (0, 1)
+        report = json.loads((pytester.path / f"out_{aggregate}/report.json").read_text())
+        assert report["meta"]["options"]["aggregate"] == aggregate
+        fingerprints[aggregate] = report["meta"]["fingerprint"]
+    assert fingerprints["mean"] != fingerprints["sum"]  # different scores, different cache keys
