@@ -133,6 +133,12 @@ class GateSession:
             self.result = GateResult(ev, checks, comparison)
         except RMGapError as exc:
             self.error = str(exc)
+        except Exception as exc:  # a model or library failure mid-run: one line per item, not 200 tracebacks
+            if os.environ.get("RMGAP_DEBUG"):
+                raise
+            self.error = (f"{type(exc).__name__}: {exc} (an unexpected error while scoring "
+                          f"{self.settings.model}; rerun with RMGAP_DEBUG=1 for the traceback; scores "
+                          "already computed are kept in the cache)")
 
     def _compare(self, ev: Evaluation) -> pd.DataFrame:
         from .metrics import compare

@@ -79,3 +79,25 @@ def test_scorer_errors_are_kept_not_raised(bench_file, tmp_path, monkeypatch):
     gate.prepare()
     assert gate.result is None and "returned 0 scores for 64 pairs" in gate.error
     gate.finish()  # nothing to write, nothing raised
+
+
+def test_unexpected_scorer_failure_is_one_line_unless_debugging(bench_file, tmp_path, monkeypatch):
+    (tmp_path / "zero_rm.py").write_text("def f(p, r):\n    return 1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = S.GateSettings(model="python:zero_rm:f", data=str(bench_file))
+    gate = S.GateSession.from_settings(settings)
+    gate.prepare()
+    assert "ZeroDivisionError" in gate.error  # python: scorers already wrap their errors
+    import rmgap_pytest.session as session_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(session_module, "score_benchmark", broken)
+    gate = S.GateSession.from_settings(settings)
+    gate.prepare()
+    assert gate.error.startswith("RuntimeError: CUDA error") and "RMGAP_DEBUG=1" in gate.error
+    monkeypatch.setenv("RMGAP_DEBUG", "1")
+    gate = S.GateSession.from_settings(settings)
+    with pytest.raises(RuntimeError):
+        gate.prepare()
