@@ -80,8 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("base", help="baseline report.json (or its directory)")
     cmp_.add_argument("new", help="new report.json (or its directory)")
     cmp_.add_argument("--tolerance", type=float, default=None, help="allowed drop before a regression counts")
-    cmp_.add_argument("--data", default=None, metavar="PATH", help="the benchmark file both runs used "
-                      "(default: the path recorded in the run)")
     cache = sub.add_parser("cache", help="show or clear the score cache")
     cache.add_argument("action", choices=["info", "clear"])
     cache.add_argument("--path", default=None, help="cache file (default: $RMGAP_CACHE or "
@@ -132,7 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare_runs, format_comparison
 
-    result = compare_runs(args.base, args.new, data=args.data, tolerance=args.tolerance)
+    result = compare_runs(args.base, args.new, tolerance=args.tolerance)
     print(format_comparison(result))
     return EXIT_REGRESSION if result.regressed else EXIT_OK
 

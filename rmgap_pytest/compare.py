@@ -33,9 +33,9 @@ class Comparison:
         return bool(self.gated["regressed"].any())
 
 
-def compare_runs(base: str | Path, new: str | Path, *, tolerance: float | None = None, data: Any = None,
+def compare_runs(base: str | Path, new: str | Path, *, tolerance: float | None = None,
                  confidence: float | None = None, n_boot: int | None = None) -> Comparison:
-    """Compare two report.json files item by item (``data`` is accepted for symmetry; runs are self-contained)."""
+    """Compare two report.json files item by item; runs are self-contained, no data file needed."""
     b, n = load_run(base), load_run(new)
     if b["meta"]["data"]["sha256"] != n["meta"]["data"]["sha256"]:
         raise BaselineError(f"{b['path']} and {n['path']} were scored on different benchmark files "

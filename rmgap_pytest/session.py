@@ -69,6 +69,7 @@ class GateSession:
         self.messages: list[str] = []
         self.base_bon: "np.ndarray | None" = None  # per item: best-of-N in the baseline
         self.ran: set[str] = set()  # check ids whose items ran: -k/--deselect must not fail the report
+        self._built: Scorer | None = None
 
     @classmethod
     def from_settings(cls, settings: GateSettings) -> "GateSession":
@@ -84,7 +85,7 @@ class GateSession:
             ensure_dir(settings.report)
         if settings.update_baseline:
             ensure_parent(settings.baseline)
-        build_scorer(settings.model, parse_options(settings.scorer_options))  # spec errors now, not mid-run
+        scorer = build_scorer(settings.model, parse_options(settings.scorer_options))  # spec errors now
         baseline = None
         if settings.baseline and (Path(settings.baseline).exists() or not settings.update_baseline):
             from .results import load_run
@@ -96,24 +97,25 @@ class GateSession:
                     f"(sha256 {baseline['meta']['data']['sha256'][:12]}), this run uses {bench.path} "
                     f"(sha256 {bench.sha256[:12]}). Comparing across different data is meaningless. Fix: "
                     "use the same --rmgap-data, or write a new baseline with --rmgap-update-baseline.")
-        return cls(settings, bench, thresholds, baseline)
+        gate = cls(settings, bench, thresholds, baseline)
+        gate._built = scorer  # cheap to build, but its fingerprint reads the model files: do it once
+        return gate
 
     # -- scoring ---------------------------------------------------------------------------------------
     def scorer(self, store: str | None = None, run_id: str | None = None, device: str | None = None) -> Scorer:
         """The scorer behind the store that coordinates processes (see module doc)."""
-        options = dict(self.settings.scorer_options)
-        if device:
-            options["device"] = device
-        inner = build_scorer(self.settings.model, parse_options(options))
-        from .cache import ScoreStore, resolve_cache_path
-        from .stored import StoredScorer
+        if device is None and self._built is not None:
+            inner = self._built
+        else:  # an xdist worker on its own GPU: same files, other device
+            inner = build_scorer(self.settings.model, parse_options({**self.settings.scorer_options,
+                                                                      **({"device": device} if device else {})}))
+        from .cache import ScoreStore
+        from .stored import StoredScorer, with_cache
 
-        path = resolve_cache_path(self.settings.cache or True) if inner.fingerprint is not None else None
-        if path is not None:
-            return StoredScorer(inner, ScoreStore(path))
-        if store is not None:  # cache off or uncacheable: a run-scoped store still shares xdist work
+        scorer = with_cache(inner, self.settings.cache or True)
+        if scorer is inner and store is not None:  # cache off or uncacheable: a run store still shares xdist work
             return StoredScorer(inner, ScoreStore(Path(store)), fingerprint=f"run:{run_id}")
-        return inner
+        return scorer
 
     def prepare(self, store: str | None = None, run_id: str | None = None, device: str | None = None) -> None:
         """Score once and decide every check; an RMGapError becomes ``self.error`` (no traceback)."""
@@ -275,8 +277,3 @@ def share_cpu_threads(worker_count: int, device: str | None, spec: str) -> None:
     if device in (None, "auto") and torch.cuda.is_available():
         return
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // worker_count))
-
-
-def env_default(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else None

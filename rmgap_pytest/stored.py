@@ -23,7 +23,20 @@ from .cache import ScoreStore, pair_hash
 from .errors import ScorerError
 from .scorers.base import Scorer, ScoreStats
 
-__all__ = ["StoredScorer"]
+__all__ = ["StoredScorer", "with_cache"]
+
+
+def with_cache(scorer: Scorer, setting: object = True) -> Scorer:
+    """``scorer`` behind the score cache, or as is when it is uncacheable or the cache is off.
+
+    One place for the rule that ``load_scorer`` and the pytest gate share.
+    """
+    from .cache import resolve_cache_path
+
+    if setting is False or scorer.fingerprint is None:
+        return scorer
+    path = resolve_cache_path(setting)  # also honours RMGAP_CACHE=off
+    return scorer if path is None else StoredScorer(scorer, ScoreStore(path))
 
 
 class StoredScorer:

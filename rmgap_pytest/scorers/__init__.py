@@ -95,13 +95,6 @@ def load_scorer(spec: str, *, cache: bool | str | os.PathLike[str] = True, **opt
     a path = that file, False = no cache. Scorers without a fingerprint
     (``python:`` without ``version``) are never cached.
     """
-    scorer = build_scorer(spec, parse_options(options))
-    if cache is False or scorer.fingerprint is None:
-        return scorer
-    from ..cache import ScoreStore, resolve_cache_path
-    from ..stored import StoredScorer
+    from ..stored import with_cache
 
-    path = resolve_cache_path(cache)  # also honours RMGAP_CACHE=off
-    if path is None:
-        return scorer
-    return StoredScorer(scorer, ScoreStore(path))
+    return with_cache(build_scorer(spec, parse_options(options)), cache)

@@ -64,7 +64,3 @@ class ScorerOptions:
     gamma: float = 0.93  # discounted_sum discount, as the EndoRM reference
     version: str | None = None  # python: scorers are cached only when a version is named
     seed: int = 0  # builtin:random
-
-    def fingerprint_fields(self, *names: str) -> dict[str, object]:
-        """The subset of options that changes scores for a given kind."""
-        return {n: getattr(self, n) for n in names}

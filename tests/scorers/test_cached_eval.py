@@ -27,7 +27,7 @@ def test_bare_directory_through_the_cli(clf_dir, bench_file, tmp_path):
     assert report["meta"]["options"]["dtype"] == "float32"
 
 
-def test_trust_remote_code_is_off_unless_asked(clf_dir, tmp_path):
+def test_missing_model_directory_is_a_clean_cli_error(clf_dir, tmp_path):
     res = subprocess.run([sys.executable, "-m", "rmgap_pytest.cli", "eval", "--rm-model", str(tmp_path / "nope"),
                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
