@@ -28,6 +28,9 @@ KINDS: dict[str, str] = {
     "python": "rmgap_pytest.scorers.python:PythonScorer",
     "http": "rmgap_pytest.scorers.remote:RemoteScorer",
     "https": "rmgap_pytest.scorers.remote:RemoteScorer",
+    "verifier": "rmgap_pytest.scorers.verifier:VerifierScorer",
+    "judge": "rmgap_pytest.scorers.judge:JudgeScorer",
+    "ranker": "rmgap_pytest.scorers.ranker:RankerScorer",
 }
 
 _OPTION_NAMES = [f.name for f in dataclasses.fields(ScorerOptions)]
@@ -85,6 +88,9 @@ _EXAMPLES = {
     "python": "python:my_package.rewards:score",
     "http": "http://127.0.0.1:8000/score",
     "https": "https://rm.example.com/score",
+    "verifier": "verifier:./judge-model or verifier:http://127.0.0.1:8000/v1",
+    "judge": "judge:./judge-model or judge:http://127.0.0.1:8000/v1",
+    "ranker": "ranker:./judge-model or ranker:http://127.0.0.1:8000/v1",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +30,14 @@ class Scorer(Protocol):
     stats: "ScoreStats"
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class Scored:
+    """Scores plus per-row metadata: ``values`` (n,) for pairs or (n, k) for items, ``meta`` n entries."""
+
+    values: np.ndarray
+    meta: list[dict[str, Any] | None]
 
 
 @dataclass
@@ -63,4 +71,10 @@ class ScorerOptions:
     aggregate: str = "mean"  # logprob/dpo: mean | sum | discounted_sum
     gamma: float = 0.93  # discounted_sum discount, as the EndoRM reference
     version: str | None = None  # python: scorers are cached only when a version is named
-    seed: int = 0  # builtin:random
+    seed: int = 0  # builtin:random; judges: the per-item shuffle of ranker: and the server's sampling seed
+    concurrency: int | None = None  # remote: requests in flight; None = _http.DEFAULT_CONCURRENCY
+    api_model: str | None = None  # remote judges: the model name; None = the one GET /v1/models lists
+    judge_template: str | None = None  # verifier/judge/ranker: a prompt template file (scorers/_prompts.py)
+    judge_score: str = "rating"  # judge: rating (the greedy 1-10) | expected (probability-weighted, needs log-probs)
+    judge_max_tokens: int | None = None  # judge/ranker: generated tokens per answer; None = 2048 (room to reason)
+    ranker_orders: int = 1  # ranker: orders each item is asked in (cyclic shifts of its shuffle); ranks averaged
