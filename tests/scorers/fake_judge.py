@@ -119,7 +119,8 @@ class FakeJudge:
 
     def _log(self, handler: BaseHTTPRequestHandler, payload: Any) -> None:
         with self.lock:
-            self.requests.append({"path": handler.path, "headers": dict(handler.headers), "payload": payload})
+            self.requests.append({"path": handler.path, "headers": dict(handler.headers), "payload": payload,
+                                  "at": time.monotonic()})
 
     def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
         if self.key is None or handler.headers.get("Authorization") == f"Bearer {self.key}":
@@ -182,7 +183,7 @@ class FakeJudge:
         weights = {k: math.exp(-((k - center) ** 2) / 0.8) for k in range(1, 11)}
         total = sum(weights.values()) * 1.05  # 5% of the mass on non-digit tokens
         lps = {k: math.log(w / total) for k, w in weights.items()}
-        def top_at(chosen: str) -> list:
+        def top_at() -> list:
             keys = [str(k) for k in range(1, 10)] + (["10"] if not self.split_digits else [])
             top = [{"token": t, "logprob": lps[int(t)]} for t in keys]
             if self.split_digits:  # "1" also starts "10"
@@ -190,13 +191,13 @@ class FakeJudge:
             top += [{"token": " ", "logprob": math.log(0.05 / 1.05)}]
             return sorted(top, key=lambda t: -t["logprob"])
         if self.split_digits and rating == 10:
-            first = top_at("1")
-            p10 = math.exp(lps[10]) / (math.exp(lps[1]) + math.exp(lps[10]))
+            first = top_at()
+            p10 = min(1 - 1e-9, math.exp(lps[10]) / (math.exp(lps[1]) + math.exp(lps[10])))
             second = [{"token": "0", "logprob": math.log(p10)}, {"token": "<end>", "logprob": math.log(1 - p10)}]
             return "10", [{"token": "1", "logprob": next(t["logprob"] for t in first if t["token"] == "1"),
                            "top_logprobs": first},
                           {"token": "0", "logprob": math.log(p10), "top_logprobs": second}]
-        top = top_at(str(rating))
+        top = top_at()
         chosen = next(t for t in top if t["token"] == str(rating))
         return str(rating), [{"token": str(rating), "logprob": chosen["logprob"], "top_logprobs": top}]
 
