@@ -12,6 +12,7 @@ traceback; an evaluation that completed exits 0 whatever its scores.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,7 +34,8 @@ def _positive_int(text: str) -> int:
 def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rm-model", required=True, metavar="SPEC",
                    help="model directory, classifier:PATH, logprob:PATH, dpo:PATH, builtin:length|random|minilm, "
-                        "or python:MODULE:ATTR")
+                        "python:MODULE:ATTR, or an LLM judge: verifier:|judge:|ranker: + a model directory or an "
+                        "OpenAI-compatible base URL (http://127.0.0.1:8000/v1)")
     p.add_argument("--ref-model", metavar="PATH", help="reference model for dpo:")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"])
@@ -48,6 +50,18 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="run the model repository's own Python code (off by default)")
     p.add_argument("--scorer-version", default=None, help="python: and http(s): scorers are cached only under a version")
+    p.add_argument("--concurrency", type=_positive_int, default=None, help="remote scorers: requests in flight "
+                   "(default 16)")
+    p.add_argument("--api-model", default=None, metavar="NAME", help="remote judges: the model name (default: the "
+                   "one GET /v1/models lists; env RMGAP_API_MODEL)")
+    p.add_argument("--judge-template", default=None, metavar="FILE", help="verifier/judge/ranker: a prompt "
+                   "template file replacing the default (docs/judges.md)")
+    p.add_argument("--judge-score", default=None, choices=["rating", "expected"],
+                   help="judge: the greedy rating (default) or the probability-weighted rating (needs log-probs)")
+    p.add_argument("--judge-max-tokens", type=_positive_int, default=None, help="judge/ranker: tokens per answer "
+                   "(default 2048, room to reason)")
+    p.add_argument("--ranker-orders", type=_positive_int, default=None, help="ranker: orders each item is asked in, "
+                   "ranks averaged (default 1; 4 = every position once)")
     p.add_argument("--cache", default=None, metavar="PATH", help="score cache file (default: $RMGAP_CACHE or "
                    "~/.cache/rmgap-pytest/scores.sqlite)")
     p.add_argument("--no-cache", action="store_true", help="score every pair again; read and write no cache")
@@ -58,7 +72,10 @@ def scorer_options(args: argparse.Namespace) -> dict:
     return dict(ref_model=args.ref_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                 max_length=args.max_length, aggregate=args.aggregate, trust_remote_code=args.trust_remote_code,
                 label=args.label, allow_pickle=args.allow_pickle,
-                version=args.scorer_version, progress=False if args.no_progress else None)
+                version=args.scorer_version, progress=False if args.no_progress else None,
+                concurrency=args.concurrency, api_model=args.api_model or os.environ.get("RMGAP_API_MODEL") or None,
+                judge_template=args.judge_template, judge_score=args.judge_score,
+                judge_max_tokens=args.judge_max_tokens, ranker_orders=args.ranker_orders)
 
 
 def cache_setting(args: argparse.Namespace) -> bool | str:

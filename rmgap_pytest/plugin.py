@@ -23,7 +23,8 @@ PREFIX = "rmgap::"
 # (option, ini name, environment variable or None, help)
 OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-model", "rm_model", "RMGAP_MODEL", "reward model spec: a model directory, classifier:PATH, "
-     "logprob:PATH, dpo:PATH, builtin:length|random|minilm or python:MODULE:ATTR. Turns the gate on."),
+     "logprob:PATH, dpo:PATH, builtin:length|random|minilm, python:MODULE:ATTR, or an LLM judge "
+     "verifier:|judge:|ranker: + a model directory or an OpenAI-compatible base URL. Turns the gate on."),
     ("--rm-ref-model", "rm_ref_model", "RMGAP_REF_MODEL", "reference model for dpo:"),
     ("--rm-device", "rm_device", "RMGAP_DEVICE", "auto (default), cpu, cuda or cuda:N"),
     ("--rm-dtype", "rm_dtype", "RMGAP_DTYPE", "auto (default), float32, bfloat16 or float16"),
@@ -34,6 +35,17 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
     ("--rm-allow-pickle", "rm_allow_pickle", None, "load *.bin/*.pt weights (default: safetensors only)"),
     ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version"),
+    ("--rm-concurrency", "rm_concurrency", "RMGAP_CONCURRENCY", "remote scorers: requests in flight (default 16)"),
+    ("--rm-api-model", "rm_api_model", "RMGAP_API_MODEL", "remote judges: the model name (default: the one "
+     "GET /v1/models lists)"),
+    ("--rm-judge-template", "rm_judge_template", None, "verifier/judge/ranker: a prompt template file replacing "
+     "the default (docs/judges.md)"),
+    ("--rm-judge-score", "rm_judge_score", None, "judge: rating (default) or expected (probability-weighted "
+     "rating; needs log-probs)"),
+    ("--rm-judge-max-tokens", "rm_judge_max_tokens", None, "judge/ranker: tokens per answer (default 2048, room "
+     "to reason)"),
+    ("--rm-ranker-orders", "rm_ranker_orders", None, "ranker: orders each item is asked in, ranks averaged "
+     "(default 1; 4 = every position once)"),
     ("--rmgap-data", "rmgap_data", "RMGAP_DATA", "RMGAP JSONL file (default: the embedded sample)"),
     ("--rmgap-thresholds", "rmgap_thresholds", "RMGAP_THRESHOLDS", "thresholds YAML (default: built-in)"),
     ("--rmgap-report", "rmgap_report", "RMGAP_REPORT", "directory for metrics.json, report.json/.md/.html"),
@@ -44,6 +56,7 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
 ]
 _FLAGS = {"--rm-trust-remote-code", "--rm-allow-pickle", "--rmgap-update-baseline"}
 _AGGREGATES = ("mean", "sum", "discounted_sum")
+_JUDGE_SCORES = ("rating", "expected")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,7 +92,10 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                                 f"{', '.join(_AGGREGATES)}.")
     if values["rm_label"] is not None and not str(values["rm_label"]).strip().isdigit():
         raise pytest.UsageError(f"--rm-label: {values['rm_label']!r} is not a logit index (0, 1, ...).")
-    for name in ("rm_batch_size", "rm_max_length"):
+    if values["rm_judge_score"] is not None and values["rm_judge_score"] not in _JUDGE_SCORES:
+        raise pytest.UsageError(f"--rm-judge-score: {values['rm_judge_score']!r} is not one of "
+                                f"{', '.join(_JUDGE_SCORES)}.")
+    for name in ("rm_batch_size", "rm_max_length", "rm_concurrency", "rm_judge_max_tokens", "rm_ranker_orders"):
         if values[name] is not None:
             text = str(values[name]).strip()
             if not text.isdigit() or int(text) < 1:
@@ -91,7 +107,10 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                    trust_remote_code=bool(values["rm_trust_remote_code"]) or None,
                    allow_pickle=bool(values["rm_allow_pickle"]) or None, aggregate=values["rm_aggregate"],
                    label=int(values["rm_label"]) if values["rm_label"] is not None else None,
-                   version=values["rm_scorer_version"])
+                   version=values["rm_scorer_version"], concurrency=ints.get("rm_concurrency"),
+                   api_model=values["rm_api_model"], judge_template=values["rm_judge_template"],
+                   judge_score=values["rm_judge_score"], judge_max_tokens=ints.get("rm_judge_max_tokens"),
+                   ranker_orders=ints.get("rm_ranker_orders"))
     return GateSettings(model=values["rm_model"], data=values["rmgap_data"], thresholds=values["rmgap_thresholds"],
                         report=values["rmgap_report"], baseline=values["rmgap_baseline"],
                         update_baseline=bool(values["rmgap_update_baseline"]), cache=values["rmgap_cache"],

@@ -58,6 +58,9 @@ class FakeJudge:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, the body waits for the client's
+            # delayed ACK (40 ms on Linux), which would be measured as client overhead.
+            disable_nagle_algorithm = True
 
             def _send(self, status: int, body: Any, headers: dict | None = None) -> None:
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
