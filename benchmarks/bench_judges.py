@@ -1,6 +1,6 @@
 """What a remote LLM-judge run costs and how long it takes, measured against a local server.
 
-    .venv/bin/python benchmarks/bench_judges.py [--latency 0.2] [--calls 400]
+    .venv/bin/python benchmarks/bench_judges.py [--latency 1.0] [--growth-base 100]
 
 The server is ``tests/scorers/fake_judge.FakeJudge`` on 127.0.0.1: it speaks
 the chat-completions API and answers every request after a fixed ``--latency``
@@ -90,21 +90,24 @@ def timed_run(latency: float, concurrency: int, n: int, prompts: list[str], resp
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.2, help="seconds the server takes per request")
-    ap.add_argument("--calls", type=int, default=400)
+    ap.add_argument("--growth-base", type=int, default=100, help="calls of the 1x growth run (then 2x, 5x)")
     args = ap.parse_args()
     bench = load_benchmark(None)
     prompts, responses = pair_texts(bench)
-    prompts, responses = prompts * 4, responses * 4  # enough pairs for the growth runs
+    prompts, responses = prompts * 4, responses * 4  # enough pairs for every run
 
-    print("## Prompt size per call (default prompts, embedded sample)")
+    print("## Ties on the simulated judge (embedded sample)")
+    ties_on_simulated_judge()
+
+    print("\n## Prompt size per call (default prompts, embedded sample)")
     for kind, (chars, toks) in prompt_sizes().items():
         calls = FULL["listwise" if kind == "ranker" else "pointwise"]
         print(f"  {kind:8s}: {chars:7.0f} characters, {toks:6.0f} WordPiece tokens per call; "
               f"x {calls:,} calls = {toks * calls / 1e6:6.1f} M prompt tokens per full RMGAP run")
 
-    print(f"\n## Throughput: judge:, {args.calls} calls, server latency {args.latency:.2f} s per request")
-    for c in (1, 4, 16, 64):
-        n = args.calls if c > 1 else max(20, args.calls // 16)
+    print(f"\n## Throughput: judge:, 10 waves of calls per concurrency, server latency {args.latency:.2f} s per request")
+    for c in (1, 4, 16, 32, 64):
+        n = 10 * c
         took = timed_run(args.latency, c, n, prompts, responses)
         rate, ideal = n / took, c / args.latency
         hours = FULL["pointwise"] / rate / 3600
@@ -114,10 +117,28 @@ def main() -> None:
     print("\n## Growth at concurrency 16 (1x, 2x, 5x calls)")
     base = None
     for mult in (1, 2, 5):
-        n = 100 * mult
+        n = args.growth_base * mult
         took = timed_run(args.latency, 16, n, prompts, responses)
         base = base or took
         print(f"  {n:4d} calls: {took:6.2f} s ({took / base:4.2f}x the 1x time)")
+
+
+def ties_on_simulated_judge() -> None:
+    """Tie shares of the plain and the expected rating, judge: on the sample, simulated judge."""
+    from rmgap_pytest.data import item_table
+    from rmgap_pytest.judging import tie_rates
+
+    bench = load_benchmark(None)
+    prompts, responses = pair_texts(bench)
+    server = FakeJudge()
+    try:
+        got = load_scorer(f"judge:{server.base}", judge_score="expected", cache=False,
+                          progress=False).score_detailed(prompts, responses)
+    finally:
+        server.stop()
+    t = tie_rates(got.meta, item_table(bench)["winner_idx"].to_numpy())
+    print(f"  {t['comparisons']} winner-vs-loser comparisons ({t['items']} items): ties {t['rating_tie_rate']:.1%} "
+          f"with the rating, {t['expected_tie_rate']:.1%} with the expected rating")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import ScorerError
@@ -35,6 +37,7 @@ MAX_ATTEMPTS = 3  # first answer + 2 retries, as the reference's max_attempts
 DEFAULT_MAX_TOKENS = 2048
 MAX_TOKENS_CAP = 8192
 RAW_CHARS = 200  # characters of an answer kept in the metadata (and the report)
+_HOST_PORT = re.compile(r"^(localhost|[\w.-]+\.[\w.-]+|\[[0-9a-fA-F:]+\]):\d+(/|$)")
 
 
 def make_backend(target: str, options: ScorerOptions) -> ChatBackend:
@@ -43,6 +46,9 @@ def make_backend(target: str, options: ScorerOptions) -> ChatBackend:
         from ._chat_remote import RemoteChat
 
         return RemoteChat(target, options)
+    if _HOST_PORT.match(target) and not Path(target).expanduser().exists():
+        raise ScorerError(f"{target!r} looks like a server address without its scheme. Fix: write the base URL "
+                          f"in full, e.g. http://{target.rstrip('/')}{'' if '/v1' in target else '/v1'}.")
     from ._chat_local import LocalChat
 
     return LocalChat(target, options)

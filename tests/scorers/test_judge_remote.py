@@ -239,3 +239,14 @@ def test_credentials_in_the_url_are_refused():
     with pytest.raises(RemoteError, match="credentials") as err:
         load_scorer("judge:http://user:pw@127.0.0.1:8000/v1", cache=False)
     assert "pw" not in str(err.value)
+
+
+@pytest.mark.parametrize("target,needle", [
+    ("127.0.0.1:8000/v1", "without its scheme. Fix: write the base URL in full, e.g. http://127.0.0.1:8000/v1"),
+    ("./no-such-judge", "judge model directory 'no-such-judge' does not exist"),
+    ("", "nothing after the colon"),
+])
+def test_bad_targets_say_what_to_write(target, needle):
+    with pytest.raises(ScorerError) as err:
+        load_scorer(f"ranker:{target}", cache=False)
+    assert needle in str(err.value)
