@@ -1,21 +1,53 @@
-"""Report numbers for LLM judges that need the benchmark's structure: ties, by score.
+"""Report numbers for LLM judges, from the per-row metadata the score store keeps.
 
-A pointwise judge's integer ratings tie often, and a tie between the winner
-and a loser is a lost comparison (DESIGN.md: ``w > l`` strictly). With
-``judge_score="expected"`` every row's metadata keeps the plain rating and
-the probability-weighted one, so one run measures how many ties the expected
-rating breaks. Pure functions over the per-row metadata; the report shows the
-result.
+The judges (``scorers/verifier.py``, ``judge.py``, ``ranker.py``) write, per
+row: ``raw`` (answer excerpt), ``usage``, ``invalid`` (why unreadable),
+``attempts`` (when asked more than once), ``first`` (the label ranked first;
+a list with several orders), ``bound`` (a verifier's YES below the top-20
+list), ``rating`` and ``expected`` (judge). The store's ``counts.py`` turns
+``invalid`` and ``usage`` into counts; ``SUMMARIES`` here covers the rest,
+``tie_rates`` needs the items' winners, and ``judge_lines`` is the report's
+wording. Pure functions: a cached rerun and an xdist controller see the same
+metadata, so they print the same numbers.
+
+Ties: a pointwise judge's integer ratings tie often, and a tie between the
+winner and a loser is a lost comparison (DESIGN.md: ``w > l`` strictly). With
+``judge_score="expected"`` every row keeps both numbers, so one run measures
+how many ties the expected rating breaks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["tie_rates"]
+__all__ = ["SUMMARIES", "tie_rates", "judge_lines"]
+
+EXAMPLES_SHOWN = 3  # raw excerpts of unreadable answers in the report
+
+
+def _bound(rows: list[dict], computed: list[bool], unit: str) -> tuple[dict, dict]:
+    return {"bound_answers": sum(bool(m.get("bound")) for m in rows)}, {}
+
+
+def _attempts(rows: list[dict], computed: list[bool], unit: str) -> tuple[dict, dict]:
+    return {"retried_answers": sum(int(m.get("attempts", 1)) > 1 for m in rows)}, {}
+
+
+def _first(rows: list[dict], computed: list[bool], unit: str) -> tuple[dict, dict]:
+    counter: Counter[str] = Counter()
+    for m in rows:
+        first = m.get("first")
+        counter.update([first] if isinstance(first, str) else [str(f) for f in first or []])
+    return {}, {"first_position": dict(sorted(counter.items()))}
+
+
+# metadata key -> summary, the signature of counts.META_SUMMARIES: (rows carrying the key,
+# whether each was computed in this run, unit) -> (counts, details)
+SUMMARIES = {"bound": _bound, "attempts": _attempts, "first": _first}
 
 
 def tie_rates(meta: Sequence[dict[str, Any] | None], winner_idx: Sequence[int], k: int = 4) -> dict[str, Any] | None:
@@ -45,3 +77,35 @@ def tie_rates(meta: Sequence[dict[str, Any] | None], winner_idx: Sequence[int], 
         out[f"{name}_ties"] = ties
         out[f"{name}_tie_rate"] = ties / out["comparisons"] if out["comparisons"] else None
     return out
+
+
+def judge_lines(counts: dict[str, Any], details: dict[str, Any]) -> list[str]:
+    """The report's lines about a judge run; empty for other scorers."""
+    lines = []
+    if "retried_answers" in counts or "invalid_answers" in counts:
+        # The count of unreadable answers is on the store's "Invalid items" line; here: retries and examples.
+        text = f"Judge answers: {counts.get('retried_answers', 0)} needed a retry"
+        if counts.get("bound_answers"):
+            text += f"; {counts['bound_answers']} with YES below the top-20 log-probs (scored at the bound)"
+        lines.append(text)
+        for ex in (details.get("invalid_examples") or [])[:EXAMPLES_SHOWN]:
+            raw = ex.get("raw")
+            raw = " | ".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+            lines.append(f"  unreadable: {raw[:120]!r} ({ex.get('invalid')})")
+    elif counts.get("bound_answers"):
+        lines.append(f"Verifier: {counts['bound_answers']} answers with YES below the top-20 log-probs "
+                     "(scored at the bound)")
+    if "prompt_tokens" in counts:
+        lines.append(f"Judge tokens: {counts['prompt_tokens']:,} prompt + {counts.get('completion_tokens', 0):,} "
+                     "completion (spent by this run; cached answers cost nothing)")
+    first = details.get("first_position") or {}
+    if first:
+        total = sum(first.values())
+        k = max(4, *(ord(c) - ord("A") + 1 for c in first if len(c) == 1 and c.isupper()))
+        shares = ", ".join(f"{c} {first.get(c, 0) / total:.0%}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:k])
+        lines.append(f"Position ranked first: {shares} of {total} rankings (an unbiased judge: about {1 / k:.0%} each)")
+    ties = details.get("ties")
+    if ties and ties.get("comparisons"):
+        lines.append(f"Ties (winner vs loser, {ties['comparisons']} comparisons): {ties['rating_tie_rate']:.1%} with the "
+                     f"rating, {ties['expected_tie_rate']:.1%} with the expected rating (ties count as losses)")
+    return lines
