@@ -105,7 +105,8 @@ def main() -> None:
         print(f"  {kind:8s}: {chars:7.0f} characters, {toks:6.0f} WordPiece tokens per call; "
               f"x {calls:,} calls = {toks * calls / 1e6:6.1f} M prompt tokens per full RMGAP run")
 
-    print(f"\n## Throughput: judge:, 10 waves of calls per concurrency, server latency {args.latency:.2f} s per request")
+    print(f"\n## Throughput: judge:, 10 waves of calls per concurrency, server latency {args.latency:.2f} s "
+          "per request")
     for c in (1, 4, 16, 32, 64):
         n = 10 * c
         took = timed_run(args.latency, c, n, prompts, responses)

@@ -106,6 +106,6 @@ def judge_lines(counts: dict[str, Any], details: dict[str, Any]) -> list[str]:
         lines.append(f"Position ranked first: {shares} of {total} rankings (an unbiased judge: about {1 / k:.0%} each)")
     ties = details.get("ties")
     if ties and ties.get("comparisons"):
-        lines.append(f"Ties (winner vs loser, {ties['comparisons']} comparisons): {ties['rating_tie_rate']:.1%} with the "
-                     f"rating, {ties['expected_tie_rate']:.1%} with the expected rating (ties count as losses)")
+        lines.append(f"Ties (winner vs loser, {ties['comparisons']} comparisons): {ties['rating_tie_rate']:.1%} with "
+                     f"the rating, {ties['expected_tie_rate']:.1%} with the expected rating (ties count as losses)")
     return lines

@@ -74,7 +74,8 @@ DEFAULTS = {"verifier": VERIFIER, "judge": JUDGE, "ranker": RANKER}
 KIND_FORMATS = {"verifier": "one word: YES or NO", "judge": "one whole number from 1 to 10",
                 "ranker": "the ranking, best first, joined by '>' (for example {example})"}
 _VARIABLES = {"verifier": {"prompt", "response"}, "judge": {"prompt", "response"},
-              "ranker": {"prompt", "responses", "labels", "example"} | {f"response_{c}" for c in "abcdefghijklmnopqrstuvwxyz"}}
+              "ranker": {"prompt", "responses", "labels", "example"}
+              | {f"response_{c}" for c in "abcdefghijklmnopqrstuvwxyz"}}
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 

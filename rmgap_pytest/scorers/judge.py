@@ -11,6 +11,8 @@ ties the expected rating removed.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,11 +83,7 @@ class JudgeScorer(GenerativeScorer):
         again = parse_rating(joined)
         if not again.ok or again.value != rating or again.span is None:
             return None
-        start, end = 0, 0
-        for j, token in enumerate(c.tokens):
-            end = start + len(token)
-            if end > again.span[0]:
-                break
-            start = end
+        ends = list(itertools.accumulate(len(t) for t in c.tokens))
+        j = bisect.bisect_right(ends, again.span[0])  # the token holding the rating's first character
         value = expected_rating(c.tops[j:j + 2], c.tokens[j:j + 2], ten_is_one_token=self.backend.ten_is_one_token)
         return None if np.isnan(value) else value

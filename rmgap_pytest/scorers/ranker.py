@@ -80,8 +80,10 @@ class RankerScorer(GenerativeScorer):
             raise ScorerError(f"{self.spec}: every item needs the same number of responses (2 to 26); got "
                               f"{sorted({len(r) for r in responses})}.")
         if self.orders > k:
-            raise ScorerError(f"{self.spec}: ranker_orders={self.orders} but items have {k} responses. Fix: at most {k}.")
-        plans = [shown_orders(shuffle_order(p, rs, self.options.seed), self.orders) for p, rs in zip(prompts, responses)]
+            raise ScorerError(f"{self.spec}: ranker_orders={self.orders} but items have {k} responses. "
+                              f"Fix: at most {k}.")
+        seed = self.options.seed
+        plans = [shown_orders(shuffle_order(p, rs, seed), self.orders) for p, rs in zip(prompts, responses)]
         requests = [ChatRequest(self.template.messages(**ranker_values(p, [rs[j] for j in shown])), self.max_tokens,
                                 labels=k)
                     for p, rs, plan in zip(prompts, responses, plans) for shown in plan]

@@ -46,10 +46,11 @@ def default_quality(query: str, response: str) -> float:
 class FakeJudge:
     def __init__(self, quality: Callable[[str, str], float] = default_quality, *, models: list[str] | None = None,
                  key: str | None = None, delay: float = 0.0, no_logprobs: bool = False,
-                 unlisted_below: float = 0.0, split_digits: bool = False, bias_first: str | None = None) -> None:
+                 unlisted_below: float = 0.0, split_digits: bool = False, bias_first: str | None = None,
+                 decorate: bool = False) -> None:
         self.quality, self.models, self.key, self.delay = quality, models or ["judge-1"], key, delay
         self.no_logprobs, self.unlisted_below, self.split_digits = no_logprobs, unlisted_below, split_digits
-        self.bias_first = bias_first
+        self.bias_first, self.decorate = bias_first, decorate  # decorate: "Score: 7" in three tokens
         self.script: list[tuple[int, Any, dict]] = []
         self.requests: list[dict] = []
         self.in_flight = self.max_in_flight = 0
@@ -202,6 +203,10 @@ class FakeJudge:
                           {"token": "0", "logprob": math.log(p10), "top_logprobs": second}]
         top = top_at()
         chosen = next(t for t in top if t["token"] == str(rating))
+        if self.decorate:
+            top = [{**t, "token": " " + t["token"]} for t in top]
+            return f"Score: {rating}", _plain("Score:") + [{"token": f" {rating}", "logprob": chosen["logprob"],
+                                                            "top_logprobs": top}]
         return str(rating), [{"token": str(rating), "logprob": chosen["logprob"], "top_logprobs": top}]
 
     def _rank(self, query: str, question: str) -> tuple[str, list]:

@@ -76,6 +76,19 @@ def test_judge_rating_and_expected_rating(judge):
     assert judge.completions[-1]["logprobs"] is True
 
 
+def test_expected_rating_finds_the_rating_token_in_a_decorated_answer():
+    plain, decorated = FakeJudge(), FakeJudge(decorate=True)
+    try:
+        a = load_scorer(f"judge:{plain.base}", judge_score="expected", cache=False).score_detailed(PROMPTS, RESPONSES)
+        b = load_scorer(f"judge:{decorated.base}", judge_score="expected", cache=False).score_detailed(PROMPTS,
+                                                                                                      RESPONSES)
+    finally:
+        plain.stop()
+        decorated.stop()
+    assert b.meta[0]["raw"].startswith("Score: ")
+    assert b.values.tolist() == a.values.tolist() and np.isfinite(b.values).all()
+
+
 def test_expected_rating_with_digit_split_ten():
     server = FakeJudge(quality=lambda q, r: 0.99, split_digits=True)
     try:
