@@ -92,11 +92,13 @@ class LocalChat:
             ids.append(self.tokenizer.eos_token_id)
         return sorted(set(ids))
 
-    def _too_long(self, n: int, room: int) -> str | None:
-        if self.max_length is not None and n + room > self.max_length:
-            return (f"the judge prompt has {n} tokens and the answer needs up to {room} more, beyond the model's "
-                    f"{self.max_length}-token limit")
-        return None
+    def _room(self, n: int, wanted: int) -> int:
+        """New tokens a prompt of n tokens leaves within the model's limit, at most ``wanted``."""
+        return wanted if self.max_length is None else min(wanted, self.max_length - n)
+
+    def _too_long(self, n: int, need: int) -> str:
+        return (f"the judge prompt has {n} tokens, leaving no room for {need} answer token(s) within the model's "
+                f"{self.max_length}-token limit")
 
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
         budget = self.options.token_budget or default_token_budget(self.device.type)
@@ -110,11 +112,11 @@ class LocalChat:
         ids = [self._render(r.messages) for r in requests]
         groups: dict[tuple[int, bool], list[int]] = {}
         for i, r in enumerate(requests):
-            problem = self._too_long(len(ids[i]), r.max_tokens)
-            if problem:
-                out[i] = Completion("", "refused", len(ids[i]), 0, refused=problem)
+            room = self._room(len(ids[i]), r.max_tokens)  # a long prompt gets a shorter budget, not a refusal
+            if room < 1:
+                out[i] = Completion("", "refused", len(ids[i]), 0, refused=self._too_long(len(ids[i]), 1))
             else:
-                groups.setdefault((r.max_tokens, r.logprobs), []).append(i)
+                groups.setdefault((room, r.logprobs), []).append(i)
         with torch.inference_mode():
             for (max_tokens, logprobs), members in groups.items():
                 for batch in self._batches([len(ids[i]) + max_tokens for i in members]):
@@ -175,9 +177,10 @@ class LocalChat:
         out: list[AnswerProb | None] = [None] * len(heads)
         ok = []
         for i, head in enumerate(heads):
-            problem = self._too_long(len(head), max(1, len(chain)))
-            if problem:
-                out[i] = AnswerProb(math.nan, notes={"invalid": problem}, prompt_tokens=len(head), completion_tokens=0)
+            need = max(1, len(chain))
+            if self._room(len(head), need) < need:
+                out[i] = AnswerProb(math.nan, notes={"invalid": self._too_long(len(head), need)},
+                                    prompt_tokens=len(head), completion_tokens=0)
             else:
                 ok.append(i)
         with torch.inference_mode():

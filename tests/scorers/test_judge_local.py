@@ -135,7 +135,17 @@ def test_a_prompt_over_the_model_limit_is_invalid_at_once(lm_dir):
     scorer = load_scorer(f"judge:{lm_dir}", dtype="float32", judge_max_tokens=4, cache=False)
     got = scorer.score_detailed(["explain " * 300], ["ok"])
     assert math.isnan(got.values[0])
-    assert "beyond the model's 512-token limit" in got.meta[0]["invalid"] and "attempts" not in got.meta[0]
+    assert "within the model's 512-token limit" in got.meta[0]["invalid"] and "attempts" not in got.meta[0]
+    verifier = load_scorer(f"verifier:{lm_dir}", dtype="float32", cache=False).score_detailed(["explain " * 300],
+                                                                                              ["ok"])
+    assert math.isnan(verifier.values[0]) and "no room" in verifier.meta[0]["invalid"]
+
+
+def test_a_long_prompt_gets_the_room_that_is_left(lm_dir, templates):
+    chat = LocalChat(str(lm_dir), tm.options())
+    tight = [{"role": "user", "content": "hello " * 245}]  # a little under the 512-token limit
+    (c,) = chat.complete([ChatRequest(tight, 2048)])
+    assert c.refused is None and c.prompt_tokens + c.completion_tokens <= 512 and c.completion_tokens > 0
 
 
 def test_a_model_without_chat_template_gets_plain_paragraphs(plain_lm_dir, templates):
