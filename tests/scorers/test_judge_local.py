@@ -161,3 +161,18 @@ def test_local_fingerprint_follows_the_weights_and_dtype(lm_dir, ref_lm_dir):
     assert fp != load_scorer(f"judge:{ref_lm_dir}", dtype="float32", cache=False).fingerprint
     assert fp != load_scorer(f"judge:{lm_dir}", dtype="bfloat16", cache=False).fingerprint
     assert fp != load_scorer(f"judge:{lm_dir}", dtype="float32", judge_max_tokens=64, cache=False).fingerprint
+
+
+def test_a_local_verifier_through_the_cache_never_reloads_the_model(yes_lm_dir, templates, tmp_path):
+    from builders import small_benchmark
+    from rmgap_pytest.evaluation import evaluate
+
+    data = small_benchmark(tmp_path / "bench.jsonl", per_domain=1)
+    cache = tmp_path / "cache.sqlite"
+    options = dict(judge_template=templates["verifier"], dtype="float32", progress=False)
+    first = load_scorer(f"verifier:{yes_lm_dir}", cache=cache, **options)
+    ev = evaluate(data, first, n_boot=20)
+    assert first.stats.model_loaded and ev.counts["invalid_items"] == 0
+    again = load_scorer(f"verifier:{yes_lm_dir}", cache=cache, **options)
+    ev2 = evaluate(data, again, n_boot=20)
+    assert not again.stats.model_loaded and ev2.reference == ev.reference
