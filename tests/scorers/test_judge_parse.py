@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from rmgap_pytest.scorers._parse import expected_rating, parse_ranking, parse_rating, strip_reasoning
 
+# Parsing takes microseconds; a loaded shared machine must not fail these tests on hypothesis's 200 ms deadline.
+NO_DEADLINE = settings(deadline=None)
 LETTERS = "ABCD"
 RANKING_DECORATIONS = ["{r}", "{r}\n", " {r} ", "**{r}**", "`{r}`", "Ranking: {r}", "Final answer: {r}.",
                        "<think>A>B>C>D looks wrong, maybe D>C>B>A</think>\n{r}", "[{r}]"]
@@ -25,6 +27,7 @@ def _spaced(ranking: tuple[str, ...], sep: str, lower: bool) -> str:
     return text.lower() if lower else text
 
 
+@NO_DEADLINE
 @given(perm=st.permutations(LETTERS), sep=st.sampled_from([">", " > ", " >", "> "]), lower=st.booleans(),
        decoration=st.sampled_from(RANKING_DECORATIONS))
 def test_every_permutation_round_trips(perm, sep, lower, decoration):
@@ -32,12 +35,14 @@ def test_every_permutation_round_trips(perm, sep, lower, decoration):
     assert parse_ranking(text).value == tuple(perm)
 
 
+@NO_DEADLINE
 @given(st.text(alphabet=st.characters(blacklist_characters=">"), max_size=200))
 def test_text_without_a_chain_never_parses(text):
     parsed = parse_ranking(text)
     assert parsed.value is None and parsed.invalid
 
 
+@NO_DEADLINE
 @given(letters=st.lists(st.sampled_from("ABCDE"), min_size=1, max_size=7), lower=st.booleans())
 def test_chains_that_are_not_permutations_never_parse(letters, lower):
     if len(letters) == 4 and set(letters) == set(LETTERS):
@@ -46,7 +51,7 @@ def test_chains_that_are_not_permutations_never_parse(letters, lower):
     assert parsed.value is None and parsed.invalid
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="ABCDabcd >xyz.\n*", max_size=60))
 @example("A>B>C>D or maybe B>A>C>D")
 def test_a_parse_of_junk_is_always_a_ranking_written_in_it(text):
@@ -83,6 +88,7 @@ def test_other_sizes(k):
     assert parse_ranking(">".join(names[:-1]), k).value is None
 
 
+@NO_DEADLINE
 @given(n=st.integers(1, 10), decoration=st.sampled_from(RATING_DECORATIONS))
 def test_ratings_in_range_round_trip(n, decoration):
     text = decoration.format(n=n)
@@ -92,12 +98,14 @@ def test_ratings_in_range_round_trip(n, decoration):
     assert text[start:end] == str(n)
 
 
+@NO_DEADLINE
 @given(n=st.one_of(st.integers(-1000, 0), st.integers(11, 10 ** 6)), decoration=st.sampled_from(RATING_DECORATIONS))
 def test_ratings_out_of_range_are_invalid_not_clamped(n, decoration):
     parsed = parse_rating(decoration.format(n=n))
     assert parsed.value is None and "outside 1-10" in parsed.invalid
 
 
+@NO_DEADLINE
 @given(st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=200))
 def test_text_without_digits_has_no_rating(text):
     parsed = parse_rating(text)
