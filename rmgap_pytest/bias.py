@@ -72,6 +72,7 @@ from .metrics import ALL, bootstrap_counts, record_domains
 
 BIAS_COLUMNS = ["kind", "domain", "dimension", "level", "value", "lo", "hi", "unit", "raw", "raw_lo", "raw_hi",
                 "raw_unit", "support", "p"]
+_ESTIMATE_COLUMNS = ["kind", "domain", "dimension", "level", "value", "unit", "raw", "raw_unit", "support"]
 _DIMS = list(DIMENSIONS)
 _ITEMS = N_GROUPS * N_PROMPTS
 _ZERO = 1e-9  # SD: rounding error of a prompt-blind scorer's sensitivity, not an effect
@@ -287,6 +288,50 @@ def _sensitivity_blocks(e, wl, used, strata) -> list[_Block]:
     return blocks
 
 
+@dataclass(frozen=True)
+class BiasDraws:
+    """Point estimates and their bootstrap draws, before intervals: what a paired comparison needs.
+
+    Two runs over the same items, given the same ``counts``, have rows in the same
+    order (when the same rows are estimable), so current minus baseline per draw is
+    the paired bootstrap of a difference.
+    """
+
+    rows: pd.DataFrame  # BIAS_COLUMNS without the intervals and p
+    z: np.ndarray  # (n_boot, rows): standardised draws
+    raw: np.ndarray  # (n_boot, rows): raw draws
+    records: np.ndarray  # (rows,): records that contribute to each row
+    strata: np.ndarray  # (rows,): domains those records span
+
+
+def bias_draws(out: pd.DataFrame, levels: np.ndarray, counts: np.ndarray) -> BiasDraws:
+    """The estimates of ``bias_table`` and their draws under ``counts`` (n_boot, records), e.g. from
+    ``metrics.bootstrap_counts``. Raises ValueError when ``levels`` does not match the records of ``out``."""
+    s, wanted, used = _scores(out)
+    if levels.shape != (len(s), N_RESPONSES, _K):
+        raise ValueError(f"levels must be ({len(s)}, {N_RESPONSES}, {_K}), got {levels.shape}")
+    e = [_by_user(v, wanted) for v in reversed(_centred(s))]  # standardised, raw
+    wl = np.take_along_axis(levels, wanted[:, :, None], axis=1)  # (r, h, dim): levels of the response h wants
+    doms = record_domains(out)
+    strata = [(ALL, np.ones(len(s), bool)), *[(d, doms == d) for d in DOMAINS if (doms == d).any()]]
+    blocks = [*_bias_blocks(e, wl, used, strata), *_sensitivity_blocks(e, wl, used, strata)]
+    stacked = np.concatenate([b.sums for b in blocks], axis=1) if blocks else np.zeros((len(s), 0))
+    total, boot = stacked.sum(0), counts @ stacked  # one matrix product
+    edges = np.cumsum([0, *(b.sums.shape[1] for b in blocks)])
+    rows: list[_Row] = []
+    sizes: list[tuple[int, int]] = []  # per row: records that contribute, and how many domains they span
+    for b, lo, hi in zip(blocks, edges[:-1], edges[1:]):
+        new = b.rows(total[lo:hi], boot[:, lo:hi])
+        contributes = (b.sums != 0).any(axis=1)
+        rows += new
+        sizes += [(int(contributes.sum()), len(set(doms[contributes])))] * len(new)
+    empty = np.zeros((len(counts), 0))
+    return BiasDraws(pd.DataFrame([r[0] for r in rows], columns=_ESTIMATE_COLUMNS),
+                     np.stack([r[1] for r in rows], axis=1) if rows else empty,
+                     np.stack([r[2] for r in rows], axis=1) if rows else empty,
+                     np.array([n for n, _ in sizes], dtype=int), np.array([h for _, h in sizes], dtype=int))
+
+
 def bias_table(out: pd.DataFrame, levels: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Style bias and preference sensitivity with 95% intervals, one tidy table (``BIAS_COLUMNS``).
 
@@ -309,41 +354,16 @@ def bias_table(out: pd.DataFrame, levels: np.ndarray, *, n_boot: int = 1000, see
     data cannot identify (e.g. every record has the same four profiles).
     Raises ValueError when ``levels`` does not match the records of ``out``.
     """
-    s, wanted, used = _scores(out)
-    if levels.shape != (len(s), N_RESPONSES, _K):
-        raise ValueError(f"levels must be ({len(s)}, {N_RESPONSES}, {_K}), got {levels.shape}")
-    e = [_by_user(v, wanted) for v in reversed(_centred(s))]  # standardised, raw
-    wl = np.take_along_axis(levels, wanted[:, :, None], axis=1)  # (r, h, dim): levels of the response h wants
-    doms = record_domains(out)
-    strata = [(ALL, np.ones(len(s), bool)), *[(d, doms == d) for d in DOMAINS if (doms == d).any()]]
-    blocks = [*_bias_blocks(e, wl, used, strata), *_sensitivity_blocks(e, wl, used, strata)]
-    if not blocks:
-        return pd.DataFrame(columns=BIAS_COLUMNS)
-    stacked = np.concatenate([b.sums for b in blocks], axis=1)
-    total, boot = stacked.sum(0), bootstrap_counts(doms, n_boot, seed) @ stacked  # one matrix product
-    edges = np.cumsum([0, *(b.sums.shape[1] for b in blocks)])
-    rows: list[_Row] = []
-    sizes: list[tuple[int, int]] = []  # per row: records that contribute, and how many domains they span
-    for b, lo, hi in zip(blocks, edges[:-1], edges[1:]):
-        new = b.rows(total[lo:hi], boot[:, lo:hi])
-        contributes = (b.sums != 0).any(axis=1)
-        rows += new
-        sizes += [(int(contributes.sum()), len(set(doms[contributes])))] * len(new)
-    return _table(rows, *zip(*sizes))
+    d = bias_draws(out, levels, bootstrap_counts(record_domains(out), n_boot, seed))
+    table = d.rows.reindex(columns=BIAS_COLUMNS)
+    if len(table):
+        df, inflate, tail = _expansion(d.records, d.strata)
+        (table["lo"], table["hi"]), (table["raw_lo"], table["raw_hi"]) = _interval(d.z, tail), _interval(d.raw, tail)
+        table["p"] = _p_value(table["value"].to_numpy(np.float64), d.z, df, inflate)
+    return table
 
 
 def _row(kind, domain, dim, level, z, zdraws, raw, rdraws, support, unit) -> _Row:
     labels = dict(kind=kind, domain=domain, dimension=dim, level=level, value=float(z), unit=f"SD{unit}",
                   raw=float(raw), raw_unit=f"score{unit}", support=int(support))
     return labels, zdraws, rdraws
-
-
-def _table(rows: list[_Row], records: tuple[int, ...], strata: tuple[int, ...]) -> pd.DataFrame:
-    """Intervals and p-values for all rows at once; ``records``/``strata`` per row size the expansion."""
-    table = pd.DataFrame([r[0] for r in rows], columns=BIAS_COLUMNS)
-    if rows:
-        zd, rd = np.stack([r[1] for r in rows], axis=1), np.stack([r[2] for r in rows], axis=1)
-        df, inflate, tail = _expansion(np.array(records), np.array(strata))
-        (table["lo"], table["hi"]), (table["raw_lo"], table["raw_hi"]) = _interval(zd, tail), _interval(rd, tail)
-        table["p"] = _p_value(table["value"].to_numpy(np.float64), zd, df, inflate)
-    return table

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.special import ndtr, stdtrit
 
 from builders import make_record, write_jsonl
-from rmgap_pytest.bias import bias_table, response_levels, standardized_scores
+from rmgap_pytest.bias import bias_draws, bias_table, response_levels, standardized_scores
 from rmgap_pytest.findings import claims, findings, holm
 from rmgap_pytest.data import DIMENSIONS, item_table, load_benchmark, response_keys, sample_path
 from rmgap_pytest.metrics import bootstrap_counts, outcome_table, record_domains
@@ -237,7 +237,7 @@ def test_shift_and_positive_scale_change_nothing(shift, scale):
 @given(perms=st.lists(st.permutations(range(4)), min_size=len(SAMPLE.records), max_size=len(SAMPLE.records)))
 def test_permuting_response_order_changes_nothing(perms):
     """Keys, texts and profiles move together; winners name keys, so they follow."""
-    lines = [json.loads(line) for line in sample_path().read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in sample_path().read_text().split("\n") if line.strip()]  # not splitlines: U+2028
     for rec, perm in zip(lines, perms):
         rec["responses"] = [rec["responses"][i] for i in perm]
         rec["style_assignments"] = {f"r{k + 1}": rec["style_assignments"][f"r{i + 1}"] for k, i in enumerate(perm)}
@@ -340,3 +340,17 @@ def test_evaluation_and_report_json_carry_the_table_and_findings(sample, tmp_pat
     assert conc["value"] == pytest.approx(row(ev.bias, "bias", "Conciseness")["value"])
     assert conc["unit"] == "SD/level" and conc["raw_unit"] == "score/level"
     assert report["findings"] == findings(ev.bias) and report["findings"][0].startswith("rewards verbosity")
+
+
+def test_bias_draws_pair_two_runs_draw_by_draw(sample):
+    """Same items, same counts: a change of exactly +0.2 per Formality level is +0.2 in every draw."""
+    base = planted_scores(sample, bias={"Formality": 0.1}, follow=0.3, noise=1.0, seed=12)
+    shift = planted_scores(sample, bias={"Formality": 0.2}, noise=0.0, offsets=0.0)
+    counts = bootstrap_counts(record_domains(outcomes(sample, base)), 100, 5)
+    b = bias_draws(outcomes(sample, base), response_levels(sample), counts)
+    c = bias_draws(outcomes(sample, base + shift), response_levels(sample), counts)
+    assert b.rows[["kind", "domain", "dimension", "level"]].equals(c.rows[["kind", "domain", "dimension", "level"]])
+    k = b.rows.index[(b.rows["kind"] == "bias") & (b.rows["domain"] == "All") & (b.rows["dimension"] == "Formality")]
+    assert np.allclose(c.raw[:, k] - b.raw[:, k], 0.2)
+    sens = (b.rows["kind"] == "sensitivity").to_numpy()
+    assert np.allclose(c.raw[:, sens], b.raw[:, sens])  # a style change leaves the sensitivity alone
