@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .bias import bias_table, response_levels
 from .data import N_RESPONSES, Benchmark, item_table, load_benchmark, pair_texts, response_keys
 from .errors import ScorerError
 from .metrics import metric_table, outcome_table, reference_metrics
@@ -33,6 +34,7 @@ class Evaluation:
     table: pd.DataFrame  # metrics.metric_table
     reference: dict[str, dict[str, float]]  # the reference metrics.json
     counts: dict[str, int] = field(default_factory=dict)
+    bias: pd.DataFrame = field(default_factory=pd.DataFrame)  # bias.bias_table: style bias, preference sensitivity
 
 
 def score_benchmark(bench: Benchmark, scorer: Scorer) -> np.ndarray:
@@ -89,6 +91,7 @@ def evaluation_from_scores(bench: Benchmark, scores: np.ndarray, scorer: Scorer,
     """The metrics half of ``evaluate``: used directly when scores come from elsewhere (xdist)."""
     out = outcome_table(item_table(bench), scores, response_keys(bench))
     table = metric_table(out, n_boot=n_boot, seed=seed, min_support=min_support)
+    why = bias_table(out, response_levels(bench), n_boot=n_boot, seed=seed)  # the same bootstrap draws
     stats = scorer.stats
     counts = dict(records=len(bench.records), items=len(out), pairs=len(out) * N_RESPONSES,
                   invalid_items=int(out["invalid"].sum()), truncated_pairs=int(stats.truncated),
@@ -96,7 +99,7 @@ def evaluation_from_scores(bench: Benchmark, scores: np.ndarray, scorer: Scorer,
     meta = run_meta(bench, scorer, options or {}, n_boot=n_boot, seed=seed, min_support=min_support)
     if scoring_seconds is not None:
         meta["scoring_seconds"] = round(scoring_seconds, 3)
-    return Evaluation(meta, out, table, reference_metrics(out), counts)
+    return Evaluation(meta, out, table, reference_metrics(out), counts, why)
 
 
 def run_meta(bench: Benchmark, scorer: Scorer, options: dict, **settings: Any) -> dict[str, Any]:

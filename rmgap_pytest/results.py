@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .findings import findings
 from .data import DIMENSIONS
 from .errors import BaselineError, OutputError
 from .evaluation import Evaluation
@@ -48,6 +49,8 @@ def report_dict(ev: Evaluation, extra: dict[str, Any] | None = None) -> dict[str
         "counts": ev.counts,
         "reference": ev.reference,
         "metrics": ev.table.to_dict(orient="records"),
+        "bias": ev.bias.to_dict(orient="records"),  # bias.bias_table: style bias and preference sensitivity
+        "findings": findings(ev.bias),
         **(extra or {}),
         "outcomes": {"columns": OUTCOME_COLUMNS, "rows": out[OUTCOME_COLUMNS].to_numpy().tolist()},
     })

@@ -4,16 +4,21 @@ The text is word salad; only the shape is real: the release's domain
 proportions, four profiles per record at least 8 apart, and response lengths
 that follow the Conciseness level (so a length-biased scorer behaves as it
 would on real data). Every record says ``"synthetic": true``.
+
+``planted_scores`` simulates a reward model with known style bias and
+preference sensitivity on any benchmark: the ground truth that validates
+``bias.py``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .data import DIMENSIONS, DOMAINS, N_GROUPS, N_PROMPTS, N_RESPONSES
+from .data import DIMENSIONS, DOMAINS, N_GROUPS, N_PROMPTS, N_RESPONSES, Benchmark
 
 RELEASE_COUNTS = {"Chat": 397, "Writing": 253, "Reasoning": 225, "Safety": 222}  # 1,097 records
 MIN_DISTANCE = 8
@@ -75,3 +80,39 @@ def write_synthetic(path: str | Path, n_records: int, seed: int = 0) -> Path:
             for i in range(count):
                 fh.write(json.dumps(synth_record(rng, domain, i)) + "\n")
     return p
+
+
+def planted_scores(bench: Benchmark, *, bias: Mapping[str, float] | None = None, follow: float | Sequence[float] = 0.0,
+                   follow_by: str | None = None, noise: float = 1.0, response_noise: float = 0.0,
+                   offsets: float = 3.0, seed: int = 0) -> np.ndarray:
+    """(n_items, 4) scores of a simulated reward model with known effects, in item-table order.
+
+    score = sum_d bias[d] * level_d(response)                 (style bias, raw units per level)
+            + follow * [the prompt's user wants the response]   (preference sensitivity, raw units)
+            + offsets * (N(0,1) per record + N(0,1) per prompt)  (shifts every estimator must ignore)
+            + response_noise * N(0,1) per response               (the same under all 12 prompts)
+            + noise * N(0,1) per pair.
+    With ``follow_by`` (a dimension), ``follow`` holds 5 values: the sensitivity
+    for users who want each level of that dimension. Levels are indices 0..4.
+    The ground truth for ``bias.bias_table``'s raw columns; ``rmgap calibrate``
+    can plant a drop with it.
+    """
+    from .bias import response_levels
+
+    rng = np.random.default_rng(seed)
+    levels = response_levels(bench)  # (records, 4, 5)
+    n = len(bench.records)
+    coef = np.array([(bias or {}).get(d, 0.0) for d in DIMENSIONS])
+    wanted = np.array([[rec.keys.index(w) for w in rec.winners] for rec in bench.records]).reshape(n, N_GROUPS)
+    is_wanted = wanted[:, :, None, None] == np.arange(N_RESPONSES)  # (r, g, 1, j)
+    if follow_by is None:
+        gain = np.full((n, N_GROUPS), float(follow))
+    else:
+        by_level = np.asarray(follow, dtype=np.float64)
+        dim = list(DIMENSIONS).index(follow_by)
+        gain = by_level[np.take_along_axis(levels[:, :, dim], wanted, axis=1).astype(int)]
+    s = (np.nan_to_num(levels) @ coef)[:, None, None, :] + gain[:, :, None, None] * is_wanted
+    s = s + offsets * (rng.normal(size=(n, 1, 1, 1)) + rng.normal(size=(n, N_GROUPS, N_PROMPTS, 1)))
+    s = s + response_noise * rng.normal(size=(n, 1, 1, N_RESPONSES))
+    s = s + noise * rng.normal(size=(n, N_GROUPS, N_PROMPTS, N_RESPONSES))
+    return s.reshape(-1, N_RESPONSES)
