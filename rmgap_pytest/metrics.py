@@ -8,7 +8,8 @@ ranking, validity). Everything else reads only that table:
 - ``metric_table``: the same metrics per domain and per category-profile cell,
   preference gaps and prompt blindness, each with a 95% percentile-bootstrap
   interval that resamples records (stratified by domain, seeded).
-- ``compare``: a paired, item-by-item comparison of two runs on the same data.
+- ``compare``: a paired, item-by-item comparison of two runs on the same data
+  (family-wise; the statistics live in ``regression.py``).
 
 Every ratio metric is sum(numerator) / sum(denominator) over records, so the
 bootstrap is one matrix product: (draws x records) counts times
@@ -239,40 +240,20 @@ def _blindness_rows(out: pd.DataFrame, counts: np.ndarray) -> list[dict]:
     return rows
 
 
-COMPARE_COLUMNS = ["kind", "domain", "dimension", "level", "metric", "baseline", "current", "diff", "lo", "hi",
-                   "support", "regressed"]
+def compare(base: pd.DataFrame, cur: pd.DataFrame, *, tolerance: float | None = None,
+            confidence: float | None = None, n_boot: int | None = None, seed: int | None = None,
+            min_support: int | None = None) -> pd.DataFrame:
+    """Paired comparison of two outcome tables over the same items: ``regression.compare_outcomes``.
 
-
-def compare(base: pd.DataFrame, cur: pd.DataFrame, *, tolerance: float = 0.02, confidence: float = 0.95,
-            n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Paired comparison of two outcome tables over the same items.
-
-    The difference (current minus baseline) of every domain and cell metric,
-    with a paired-bootstrap interval: both runs are resampled with the same
-    record draws, so record-level difficulty cancels. A metric regresses when
-    it drops by more than ``tolerance`` AND the interval lies below zero, so
-    noise alone does not block a merge and a real drop does.
+    Kept here for callers of the first API; settings left out take the
+    thresholds defaults. The gate and ``rmgap compare`` pass their thresholds'
+    ``regression_settings()`` to ``regression.compare_outcomes`` directly.
     """
-    if len(base) != len(cur) or not (base["record_id"].to_numpy() == cur["record_id"].to_numpy()).all():
-        raise ValueError("compare() needs two outcome tables over the same items in the same order")
-    ub, uc = _units(base), _units(cur)
-    counts = bootstrap_counts(record_domains(cur), n_boot, seed)
-    dom_cols = [i for i, lab in enumerate(uc.labels) if lab[0] == "domain"]
-    groups = uc.den["Consistency"].sum(0)
-    support = np.append(groups, groups[dom_cols].sum())
-    rows = []
-    for metric in METRICS:
-        den = uc.den[metric]
-        vb, vc = _ratio(ub.num[metric].sum(0), den.sum(0)), _ratio(uc.num[metric].sum(0), den.sum(0))
-        dd = _ratio(counts @ (uc.num[metric] - ub.num[metric]), counts @ den)
-        labels = [*uc.labels, ("domain", AVG, None, None)]
-        vb = np.append(vb, vb[dom_cols].mean())
-        vc = np.append(vc, vc[dom_cols].mean())
-        dd = np.concatenate([dd, dd[:, dom_cols].mean(axis=1, keepdims=True)], axis=1)
-        lo, hi = _interval(dd, confidence)
-        for u, (kind, d, dim, lvl) in enumerate(labels):
-            diff = vc[u] - vb[u]
-            rows.append(dict(kind=kind, domain=d, dimension=dim, level=lvl, metric=metric, baseline=vb[u],
-                               current=vc[u], diff=diff, lo=lo[u], hi=hi[u], support=int(support[u]),
-                             regressed=bool(diff < -tolerance and hi[u] < 0)))
-    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+    from dataclasses import replace
+
+    from .regression import compare_outcomes
+    from .thresholds import Thresholds
+
+    given = dict(tolerance=tolerance, confidence=confidence, n_boot=n_boot, seed=seed, min_support=min_support)
+    settings = replace(Thresholds().regression_settings(), **{k: v for k, v in given.items() if v is not None})
+    return compare_outcomes(base, cur, settings)
