@@ -177,7 +177,7 @@ def _table(layout: UnitLayout, base_num: np.ndarray, cur_num: np.ndarray, diff: 
     est, se = diff.est, diff.se
     with np.errstate(invalid="ignore", divide="ignore"):
         vb, vc = base_num.sum(axis=0) / den, cur_num.sum(axis=0) / den
-    half = res.critical * se  # se == 0 (no record changed): the interval is the point itself
+    half = np.where(se == 0, 0.0, res.critical * se)  # no record changed: the interval is the point
     # Clipped to what a difference of two shares in [0, 1] can be; the decision (zero inside or not) is unchanged.
     lo, hi = np.maximum(est - half, -vb), np.minimum(est + half, 1 - vb)
     tol = np.full(len(est), settings.tolerance)
