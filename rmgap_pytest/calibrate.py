@@ -46,6 +46,7 @@ class ScenarioResult:
     located: int = 0  # runs in which an item naming the change failed
     failing_items: int = 0  # summed over runs
     items: Counter = field(default_factory=Counter)  # item id -> runs it failed in
+    mde: list[pd.DataFrame] = field(default_factory=list)  # harmless runs: gated units' mde and support
 
     def interval(self, count: int | None = None) -> tuple[float, float]:
         """Exact (Clopper-Pearson) 95% interval of the rate of ``count`` (default: blocked) in ``runs``."""
@@ -67,7 +68,6 @@ class Calibration:
     results: list[ScenarioResult]
     base_bon: float  # mean baseline BoN and Consistency over the simulated runs
     base_consistency: float
-    mde: pd.DataFrame  # median MDE and support per (tier, metric) over the harmless runs
     seconds: float
 
 
@@ -78,9 +78,9 @@ def calibrate(bench: Benchmark, settings: RegressionSettings, model: SimModel, s
     items = item_table(bench)
     layout = UnitLayout.from_items(items)
     sim = Simulator(items, model)
-    flips = sign_flips(len(layout.strata), settings.n_boot, settings.seed)  # as the gate: same seed every run
+    flips = sign_flips(len(layout.record_domains), settings.n_boot, settings.seed)  # as the gate: same seed every run
     den_total = layout.den.sum(axis=0)
-    results, bon, cons, mdes = [], [], [], []
+    results, bon, cons = [], [], []
     for i, scenario in enumerate(scenarios):
         rng = np.random.default_rng([seed, i])  # adding a scenario leaves the others' runs unchanged
         res = ScenarioResult(scenario)
@@ -94,14 +94,12 @@ def calibrate(bench: Benchmark, settings: RegressionSettings, model: SimModel, s
             for j, table in enumerate(_decide_batch(layout, base_num, cur_num, den_total, flips, settings)):
                 _count(res, table, scenario)
                 if scenario.harmless:
-                    mdes.append(table.loc[table["gated"], ["tier", "metric", "mde", "support"]])
+                    res.mde.append(table.loc[table["gated"], ["tier", "metric", "mde", "support"]])
         results.append(res)
     gated = layout.gated(settings)
     family = {t: int((gated & (layout.labels["tier"] == t)).sum()) for t in TIERS}
-    mde = (pd.concat(mdes).groupby(["tier", "metric"], sort=False).median().reset_index() if mdes
-           else pd.DataFrame(columns=["tier", "metric", "mde", "support"]))
     return Calibration(bench.path, len(bench.records), model_name, model, sim.signal, settings, family, results,
-                       float(np.mean(bon)), float(np.mean(cons)), mde, time.time() - started)
+                       float(np.mean(bon)), float(np.mean(cons)), time.time() - started)
 
 
 def _decide_batch(layout: UnitLayout, base_num: np.ndarray, cur_num: np.ndarray, den_total: np.ndarray,
@@ -145,6 +143,8 @@ def format_calibration(cal: Calibration, top: int = 4) -> str:
         located = f"{r.located}/{r.runs}" if r.scenario.expected_items() else "-"
         lines.append(f"{r.scenario.name:<44}{f'{r.blocked}/{r.runs}':>12}{_pct(r.blocked / max(r.runs, 1)):>8}  "
                      f"{f'[{_pct(lo)}, {_pct(hi)}]':<16}{r.failing_items / max(r.runs, 1):>10.2f}  {located}")
+    lines.append("(failed runs: runs with any failing regression[...] item; located: runs in which an item naming "
+                 "the change failed, an Avg item for a uniform drop, the cell's own item for a one-cell drop)")
     harmless = [r for r in cal.results if r.scenario.harmless]
     if harmless:
         pooled = ScenarioResult(Scenario("harmless", float("nan")), sum(r.runs for r in harmless),
@@ -158,15 +158,34 @@ def format_calibration(cal: Calibration, top: int = 4) -> str:
         shown = ", ".join(f"{name} {n}" for name, n in r.items.most_common(top)) or "none"
         more = f", ... {len(r.items) - top} more" if len(r.items) > top else ""
         lines.append(f"  {r.scenario.name}: {shown}{more}")
-    if len(cal.mde):
-        lines += ["", "smallest drop each unit can call a regression (median MDE over harmless runs):"]
-        for tier in TIERS:
-            sub = cal.mde[cal.mde["tier"] == tier]
-            if len(sub):
-                parts = ", ".join(f"{m.metric} {m.mde:.3f}" for m in sub.itertuples(index=False))
-                lines.append(f"  {tier:<13} (median support {int(sub['support'].median())} groups): {parts}")
+    lines += _mde_lines([r for r in harmless if r.mde])
     lines.append(f"\n{cal.seconds:.0f} s")
     return "\n".join(lines)
+
+
+def _mde_lines(harmless: list[ScenarioResult]) -> list[str]:
+    """Median MDE per tier and metric, one column block per harmless scenario."""
+    if not harmless:
+        return []
+    tables = [pd.concat(r.mde).groupby(["tier", "metric"], sort=False)[["mde", "support"]].median() for r in harmless]
+    head = "".join(f"{'rho ' + format(r.scenario.rho, 'g') + ': Pair / BoN / Consistency':>38}" for r in harmless)
+    lines = ["", "smallest drop each gated unit can flag (median MDE over the harmless runs):",
+             f"{'tier':<14}{'support (groups)':>17}{head}"]
+    for tier in TIERS:
+        if tier not in tables[0].index.get_level_values(0):
+            continue
+        support = int(tables[0].loc[tier]["support"].median())
+        cols = "".join(f"{' / '.join(_mde(t, tier, m) for m in ('Pair', 'BoN', 'Consistency')):>38}" for t in tables)
+        lines.append(f"{tier:<14}{support:>17}{cols}")
+    return lines
+
+
+def _mde(table: pd.DataFrame, tier: str, metric: str) -> str:
+    try:
+        value = float(table.loc[(tier, metric), "mde"])
+    except KeyError:
+        return "  -  "
+    return "  -  " if np.isnan(value) else f"{value:.3f}"
 
 
 def _pct(x: float) -> str:

@@ -41,15 +41,16 @@ class Comparison:
 
 
 def compare_runs(base: str | Path, new: str | Path, *, thresholds: str | Path | None = None,
-                 tolerance: float | None = None) -> Comparison:
+                 tolerance: float | None = None, confidence: float | None = None,
+                 n_boot: int | None = None) -> Comparison:
     """Compare two report.json files item by item; runs are self-contained, no data file needed.
 
     ``thresholds``: the file the gate uses (None: the defaults), so both decide alike;
-    ``tolerance`` overrides its ``regression.tolerance``.
+    ``tolerance``, ``confidence`` and ``n_boot`` override its ``regression:`` values.
     """
     settings = load_thresholds(thresholds).regression_settings()
-    if tolerance is not None:
-        settings = replace(settings, tolerance=tolerance)
+    given = dict(tolerance=tolerance, confidence=confidence, n_boot=n_boot)
+    settings = replace(settings, **{k: v for k, v in given.items() if v is not None})
     b, n = load_run(base), load_run(new)
     if b["meta"]["data"]["sha256"] != n["meta"]["data"]["sha256"]:
         raise BaselineError(f"{b['path']} and {n['path']} were scored on different benchmark files "
@@ -88,6 +89,6 @@ def _line(name: str, r: Any, metric: str = "") -> str:
     interval = f"[{r.lo:+.3f}, {r.hi:+.3f}]"
     mde = "   n/a" if pd.isna(r.mde) else f"{r.mde:>7.3f}"
     if metric:
-        return (f"{name:<40}{metric:<12}{r.baseline:>6.3f} -> {r.current:.3f} ({r.diff:+.3f}) "
+        return (f"{name:<44}{metric:<12}{r.baseline:>6.3f} -> {r.current:.3f} ({r.diff:+.3f}) "
                 f"{interval} mde {mde.strip()} {verdict}")
     return f"{name:<24}{r.baseline:>9.3f}{r.current:>9.3f}{r.diff:>+8.3f}   {interval:<18}{mde:>7}  {verdict}"

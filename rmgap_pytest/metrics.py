@@ -110,9 +110,11 @@ class _Units:
     den: dict[str, np.ndarray]
 
 
-def _units(out: pd.DataFrame) -> _Units:
-    n_rec = len(out) // ITEMS_PER_RECORD
-    dom = out["domain"].to_numpy()
+def unit_masks(items: pd.DataFrame) -> tuple[list[tuple], np.ndarray]:
+    """The domains and cells present, as labels (kind, domain, dimension, level) and a
+    (records, 12, units) 0/1 mask of the items in each; also used by ``regression.py``."""
+    n_rec = len(items) // ITEMS_PER_RECORD
+    dom = items["domain"].to_numpy()
     masks: list[np.ndarray] = []
     labels: list[tuple] = []
     for d in DOMAINS:
@@ -120,17 +122,22 @@ def _units(out: pd.DataFrame) -> _Units:
             masks.append(dom == d)
             labels.append(("domain", d, None, None))
     for d in [*DOMAINS, ALL]:
-        in_dom = np.ones(len(out), bool) if d == ALL else dom == d
+        in_dom = np.ones(len(items), bool) if d == ALL else dom == d
         if not in_dom.any():
             continue
         for dim, levels in DIMENSIONS.items():
-            col = out[dim].to_numpy()
+            col = items[dim].to_numpy()
             for lvl in levels:
                 m = in_dom & (col == lvl)
                 if m.any():
                     masks.append(m)
                     labels.append(("cell", d, dim, lvl))
-    mask = np.stack(masks, axis=1).astype(np.float64).reshape(n_rec, ITEMS_PER_RECORD, -1)
+    return labels, np.stack(masks, axis=1).astype(np.float64).reshape(n_rec, ITEMS_PER_RECORD, -1)
+
+
+def _units(out: pd.DataFrame) -> _Units:
+    n_rec = len(out) // ITEMS_PER_RECORD
+    labels, mask = unit_masks(out)
     wins = out["wins"].to_numpy(np.float64).reshape(n_rec, ITEMS_PER_RECORD)
     bon = out["bon"].to_numpy(np.float64).reshape(n_rec, ITEMS_PER_RECORD)
     cons = group_consistency(out).astype(np.float64).reshape(n_rec, N_GROUPS)

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import DIMENSIONS, DOMAINS, N_GROUPS, N_PROMPTS
+from .data import N_GROUPS, N_PROMPTS
 from .familywise import Differences, FamilyResult, paired_differences, sign_flips, stepdown_maxt
-from .metrics import ALL, AVG, ITEMS_PER_RECORD, METRICS, group_consistency
+from .metrics import ALL, AVG, ITEMS_PER_RECORD, METRICS, group_consistency, unit_masks
+
 TIERS: tuple[str, ...] = ("avg", "domain", "all_cells", "domain_cells")
 COMPARE_COLUMNS = ["kind", "domain", "dimension", "level", "metric", "baseline", "current", "diff", "lo", "hi",
                    "support", "regressed", "mde", "gated", "tier", "se", "critical", "tolerance"]
@@ -43,9 +44,9 @@ def tier_of(kind: str, domain: str) -> str:
 class RegressionSettings:
     """How the comparison decides; ``Thresholds.regression_settings()`` fills it from the file."""
 
-    tolerance: float  # practical floor: a drop must exceed this (metric units, e.g. 0.02 = 2 points)
+    tolerance: float  # practical floor: a drop must exceed this (metric units: 0.01 = one point)
     confidence: float  # family-wise: 1 - the chance that a harmless change fails anything
-    n_boot: int
+    n_boot: int  # random sign flips
     seed: int
     min_support: int  # prompt groups a cell needs to be gated
     weights: Mapping[str, float]  # tier -> share of 1 - confidence; 0 takes the tier out of the family
@@ -64,37 +65,22 @@ class UnitLayout:
     labels: pd.DataFrame
     item_mask: np.ndarray  # (records, 12, base units): item i of record r is in domain/cell u
     den: np.ndarray  # (records, units)
-    avg_scale: np.ndarray  # (records,): 1 / (n_domains * the record's domain total), per metric
-    strata: np.ndarray  # (records,) domain of each record
+    avg_scale: np.ndarray  # (records, 3): 1 / (n_domains * the record's domain total), per metric
+    record_domains: np.ndarray  # (records,)
 
     @classmethod
     def from_items(cls, items: pd.DataFrame) -> "UnitLayout":
-        n_rec = len(items) // ITEMS_PER_RECORD
-        dom = items["domain"].to_numpy()
-        masks, labels = [], []
-        for d in DOMAINS:
-            if (dom == d).any():
-                masks.append(dom == d)
-                labels.append(("domain", d, None, None, tier_of("domain", d)))
-        for d in [*DOMAINS, ALL]:
-            in_dom = np.ones(len(items), bool) if d == ALL else dom == d
-            for dim, levels in DIMENSIONS.items():
-                col = items[dim].to_numpy()
-                for lvl in levels:
-                    m = in_dom & (col == lvl)
-                    if m.any():
-                        masks.append(m)
-                        labels.append(("cell", d, dim, lvl, tier_of("cell", d)))
-        mask = np.stack(masks, axis=1).astype(np.float64).reshape(n_rec, ITEMS_PER_RECORD, -1)
-        strata = dom[::ITEMS_PER_RECORD]
+        bare, mask = unit_masks(items)
+        labels = [(*lab, tier_of(lab[0], lab[1])) for lab in bare]
+        record_domains = items["domain"].to_numpy()[::ITEMS_PER_RECORD]
         dom_cols = [i for i, lab in enumerate(labels) if lab[0] == "domain"]
         item_count = mask.sum(axis=1)
         group_count = mask[:, ::N_PROMPTS, :].sum(axis=1)
         base_den = {"Pair": 3 * item_count, "BoN": item_count, "Consistency": group_count}
-        # Avg = unweighted mean of the domain ratios = one ratio of reweighted sums (a record counts
-        # 1 / (n_domains * its domain's total)); a stratified resample keeps every domain total.
+        # Avg = unweighted mean of the domain ratios = one ratio of reweighted sums: a record counts
+        # 1 / (n_domains * its domain's total), so the Avg's denominator sums to 1.
         names = [labels[c][1] for c in dom_cols]
-        rec_col = np.array([dom_cols[names.index(d)] for d in strata], dtype=int)
+        rec_col = np.array([dom_cols[names.index(d)] for d in record_domains], dtype=int)
         avg_scale = {m: 1.0 / (len(dom_cols) * base_den[m].sum(axis=0)[rec_col]) for m in METRICS}
         rows, dens = [], []
         for m in METRICS:
@@ -106,7 +92,7 @@ class UnitLayout:
             dens.append((base_den[m][:, dom_cols].sum(axis=1) * avg_scale[m])[:, None])
         table = pd.DataFrame(rows, columns=["kind", "domain", "dimension", "level", "metric", "support", "tier"])
         scale = np.stack([avg_scale[m] for m in METRICS], axis=1)
-        return cls(table, mask, np.concatenate(dens, axis=1), scale, strata)
+        return cls(table, mask, np.concatenate(dens, axis=1), scale, record_domains)
 
     def numerators(self, wins: np.ndarray, bon: np.ndarray, consistent: np.ndarray) -> np.ndarray:
         """Per-record numerators (..., records, units) from per-item outcomes.
@@ -151,7 +137,7 @@ def compare_outcomes(base: pd.DataFrame, cur: pd.DataFrame, settings: Regression
     if len(base) != len(cur) or not (base["record_id"].to_numpy() == cur["record_id"].to_numpy()).all():
         raise ValueError("compare() needs two outcome tables over the same items in the same order")
     layout = UnitLayout.from_items(cur)
-    flips = sign_flips(len(layout.strata), settings.n_boot, settings.seed)
+    flips = sign_flips(len(layout.record_domains), settings.n_boot, settings.seed)
     return decide(layout, numerators_from_outcomes(layout, base), numerators_from_outcomes(layout, cur),
                   flips, settings)
 

@@ -79,10 +79,10 @@ def test_an_extra_harmless_unit_never_turns_a_pass_into_a_fail(sample):
     cur = outcome_table(items, good * 0.7 + rng.normal(scale=0.8, size=good.shape), keys)
     layout = UnitLayout.from_items(cur)
     nb, nc = numerators_from_outcomes(layout, base), numerators_from_outcomes(layout, cur)
-    flips = sign_flips(len(layout.strata), SETTINGS.n_boot, SETTINGS.seed)
+    flips = sign_flips(len(layout.record_domains), SETTINGS.n_boot, SETTINGS.seed)
     before = decide(layout, nb, nc, flips, SETTINGS)
     for tier in ("avg", "all_cells"):
-        n_rec = len(layout.strata)
+        n_rec = len(layout.record_domains)
         extra_row = pd.DataFrame([dict(kind="domain", domain="Style", dimension=None, level=None, metric="bias",
                                        support=n_rec, tier=tier)])
         wider = replace(layout, labels=pd.concat([layout.labels, extra_row], ignore_index=True),
