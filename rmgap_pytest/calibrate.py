@@ -91,7 +91,7 @@ def calibrate(bench: Benchmark, settings: RegressionSettings, model: SimModel, s
             bon.append(ob[1].mean())
             cons.append(ob[2].mean())
             base_num, cur_num = layout.numerators(*ob), layout.numerators(*oc)
-            for j, table in enumerate(_decide_batch(layout, base_num, cur_num, den_total, flips, settings)):
+            for table in _decide_batch(layout, base_num, cur_num, den_total, flips, settings):
                 _count(res, table, scenario)
                 if scenario.harmless:
                     res.mde.append(table.loc[table["gated"], ["tier", "metric", "mde", "support"]])

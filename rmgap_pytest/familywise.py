@@ -20,8 +20,9 @@ randomisation max-T; a Rademacher wild bootstrap, Mammen 1993):
    the correlation between units (a cell and the Avg that contains it, Pair and
    BoN of one cell) and the critical value is the family's, not that of
    independent tests. Under exchangeability the test is exact at any data
-   size; for a mean-zero change that is not exchangeable it is the wild
-   bootstrap, valid as records grow. Unlike resampling records with
+   size (up to the Monte Carlo error of n_boot flips); for a mean-zero
+   change that is not exchangeable it is the wild bootstrap, valid as
+   records grow. Unlike resampling records with
    replacement, a unit where only a few records changed gets a bounded,
    symmetric null distribution instead of a long Poisson tail that would
    inflate everyone's critical value.

@@ -247,6 +247,12 @@ def _blindness_rows(out: pd.DataFrame, counts: np.ndarray) -> list[dict]:
     return rows
 
 
+# One row per regression unit (``regression.compare_outcomes``). lo/hi: the family-wise (simultaneous)
+# interval of current - baseline; mde: the smallest drop the unit can flag; gated: in the tested family.
+COMPARE_COLUMNS = ["kind", "domain", "dimension", "level", "metric", "baseline", "current", "diff", "lo", "hi",
+                   "support", "regressed", "mde", "gated", "tier", "se", "critical", "tolerance"]
+
+
 def compare(base: pd.DataFrame, cur: pd.DataFrame, *, tolerance: float | None = None,
             confidence: float | None = None, n_boot: int | None = None, seed: int | None = None,
             min_support: int | None = None) -> pd.DataFrame:

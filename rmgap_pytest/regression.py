@@ -26,11 +26,9 @@ import pandas as pd
 
 from .data import N_GROUPS, N_PROMPTS
 from .familywise import Differences, FamilyResult, paired_differences, sign_flips, stepdown_maxt
-from .metrics import ALL, AVG, ITEMS_PER_RECORD, METRICS, group_consistency, unit_masks
+from .metrics import ALL, AVG, COMPARE_COLUMNS, ITEMS_PER_RECORD, METRICS, group_consistency, unit_masks
 
 TIERS: tuple[str, ...] = ("avg", "domain", "all_cells", "domain_cells")
-COMPARE_COLUMNS = ["kind", "domain", "dimension", "level", "metric", "baseline", "current", "diff", "lo", "hi",
-                   "support", "regressed", "mde", "gated", "tier", "se", "critical", "tolerance"]
 
 
 def tier_of(kind: str, domain: str) -> str:

@@ -131,11 +131,10 @@ class Simulator:
         self.model = model
         self.n_rec = len(items) // (N_GROUPS * N_PROMPTS)
         self.winner = items["winner_idx"].to_numpy().reshape(self.n_rec, N_GROUPS, N_PROMPTS)[:, :, 0]
-        self._pool = np.random.default_rng(pool_seed)  # common random numbers for solving the signal
-        pool = self._pool.standard_normal((3, 200_000, N_RESPONSES))
-        shares = self._shares()
-        self._pool_noise = sum(np.sqrt(s) * _standard(model.noise, pool[i]) for i, s in enumerate(shares))
-        self._pool_diff = self._difficulty(self._pool, 200_000)
+        rng = np.random.default_rng(pool_seed)  # common random numbers: the signal solves deterministically
+        pool = rng.standard_normal((3, 200_000, N_RESPONSES))
+        self._pool_noise = sum(np.sqrt(s) * _standard(model.noise, pool[i]) for i, s in enumerate(self._shares()))
+        self._pool_diff = self._difficulty(rng, 200_000)
         self.signal = self.solve_signal(model.bon)
         self._scales: dict[float, float] = {}
 

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from rmgap_pytest.calibrate import calibrate, default_scenarios, format_calibration, parse_cell
+from rmgap_pytest.calibrate import _decide_batch, calibrate, default_scenarios, format_calibration, parse_cell
 from rmgap_pytest.cli import main
 from rmgap_pytest.data import item_table, load_benchmark, response_keys
 from rmgap_pytest.errors import CalibrationError
 from rmgap_pytest.metrics import outcome_table
-from rmgap_pytest.regression import UnitLayout, numerators_from_outcomes
+from rmgap_pytest.familywise import sign_flips
+from rmgap_pytest.regression import UnitLayout, compare_outcomes, numerators_from_outcomes
 from rmgap_pytest.simulate import PRESETS, Scenario, Simulator
 from rmgap_pytest.synth import write_synthetic
 from rmgap_pytest.thresholds import Thresholds
@@ -35,6 +36,15 @@ def test_vectorised_outcomes_match_the_outcome_table(sample, preset):
         for run in range(2):
             out = outcome_table(items, scores[run].reshape(-1, 4), keys)
             np.testing.assert_allclose(fast[run], numerators_from_outcomes(layout, out), rtol=0, atol=1e-12)
+    # The batched decision is the gate's decision on the same two runs.
+    nb, nc = layout.numerators(*sim.outcomes(base)), layout.numerators(*sim.outcomes(cur))
+    flips = sign_flips(len(layout.record_domains), SETTINGS.n_boot, SETTINGS.seed)
+    batched = _decide_batch(layout, nb, nc, layout.den.sum(axis=0), flips, SETTINGS)
+    for run in range(2):
+        gate = compare_outcomes(outcome_table(items, base[run].reshape(-1, 4), keys),
+                                outcome_table(items, cur[run].reshape(-1, 4), keys), SETTINGS)
+        assert (batched[run]["regressed"] == gate["regressed"]).all()
+        np.testing.assert_allclose(batched[run][["lo", "hi", "mde"]], gate[["lo", "hi", "mde"]], atol=1e-9)
 
 
 def test_the_simulated_model_has_the_asked_accuracy_and_drops(sample):
