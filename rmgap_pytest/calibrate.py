@@ -195,14 +195,17 @@ def _pct(x: float) -> str:
 def run_from_args(args: argparse.Namespace) -> str:
     """``rmgap calibrate``: resolve the options (cli.py defines them), run, format."""
     from .data import load_benchmark
-    from .thresholds import load_thresholds
+    from .thresholds import load_thresholds, validate
 
     bench = load_benchmark(args.data)
     settings = load_thresholds(args.thresholds).regression_settings()
-    overrides = dict(tolerance=args.tolerance, confidence=args.confidence, n_boot=args.n_boot)
-    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    if not 0 < settings.confidence < 1:
-        raise CalibrationError(f"--confidence {settings.confidence:g} must lie strictly between 0 and 1.")
+    overrides = {k: v for k, v in dict(tolerance=args.tolerance, confidence=args.confidence,
+                                       n_boot=args.n_boot).items() if v is not None}
+    if overrides:  # checked as the thresholds file would be (e.g. enough flips for every tier)
+        section = {"tolerance": settings.tolerance, "confidence": settings.confidence, "n_boot": settings.n_boot,
+                   "seed": settings.seed, "weights": dict(settings.weights), **overrides}
+        validate({"regression": section}, "rmgap calibrate options")
+        settings = replace(settings, **overrides)
     model = replace(PRESETS[args.model], **{k: v for k, v in dict(
         bon=args.bon, noise=args.noise, record_share=args.record_share, group_share=args.group_share,
         difficulty=args.difficulty).items() if v is not None})

@@ -99,6 +99,8 @@ def test_cli_prints_rates_and_rejects_bad_options(capsys):
     assert "Did you mean 'Conciseness'?" in capsys.readouterr().err
     assert main(["calibrate", "--runs", "10", "--bon", "0.3", "--drop", "0.1"]) == 2
     assert "cannot be simulated" in capsys.readouterr().err
+    assert main(["calibrate", "--runs", "10", "--n-boot", "150"]) == 2
+    assert "n_boot = 150 is too few sign flips" in capsys.readouterr().err
 
 
 def test_parse_cell():
