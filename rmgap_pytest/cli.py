@@ -2,6 +2,7 @@
 
     rmgap eval --rm-model SPEC [--data PATH] --out DIR
     rmgap compare BASE NEW
+    rmgap calibrate [--data PATH] [--runs N] [--model consistent|inconsistent|heavy]
     rmgap synth --records N --out FILE
     rmgap cache info|clear
 
@@ -82,6 +83,41 @@ def cache_setting(args: argparse.Namespace) -> bool | str:
     return False if args.no_cache else (args.cache or True)
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie between 0 and 1")
+    return value
+
+
+def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, metavar="PATH", help="RMGAP JSONL file (default: the embedded sample)")
+    p.add_argument("--thresholds", default=None, metavar="PATH", help="the gate's thresholds file (default: built-in)")
+    p.add_argument("--runs", type=_positive_int, default=200, help="model pairs per scenario (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed (the gate's sign-flip seed comes from the "
+                   "thresholds)")
+    p.add_argument("--tolerance", type=_fraction, default=None, help="override regression.tolerance")
+    p.add_argument("--confidence", type=_fraction, default=None, help="override regression.confidence")
+    p.add_argument("--n-boot", type=_positive_int, default=None, help="override regression.n_boot (sign flips)")
+    p.add_argument("--rho", type=_fraction, nargs="+", default=None, metavar="R",
+                   help="noise correlations between the two runs (default 0.5 0.9)")
+    p.add_argument("--drop", type=_fraction, default=0.03, help="uniform BoN drop to detect (default 0.03; 0 skips)")
+    p.add_argument("--cell-drop", type=_fraction, default=0.10, help="BoN drop in one cell (default 0.10; 0 skips)")
+    p.add_argument("--cell", default="All/Conciseness=terse", help="the cell that drops (default "
+                   "All/Conciseness=terse)")
+    p.add_argument("--model", default="consistent", choices=["consistent", "inconsistent", "heavy"],
+                   help="simulated reward model preset (default consistent)")
+    p.add_argument("--bon", type=_fraction, default=None, help="the model's expected BoN (default 0.45)")
+    p.add_argument("--noise", default=None, choices=["normal", "logistic", "t3"], help="noise distribution")
+    p.add_argument("--record-share", type=_fraction, default=None, help="noise variance shared by a record's prompts")
+    p.add_argument("--group-share", type=_fraction, default=None, help="noise variance shared by a group's "
+                   "paraphrases (higher: more consistent)")
+    p.add_argument("--difficulty", type=float, default=None, help="sd of log signal across records")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rmgap", description="RMGAP evaluation of reward models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("base", help="baseline report.json (or its directory)")
     cmp_.add_argument("new", help="new report.json (or its directory)")
     cmp_.add_argument("--tolerance", type=float, default=None, help="allowed drop before a regression counts")
+    cmp_.add_argument("--thresholds", default=None, metavar="PATH", help="the gate's thresholds file, so both "
+                      "decide alike (default: built-in)")
+    add_calibrate_arguments(sub.add_parser("calibrate", help="measure the regression gate on simulated model "
+                                           "pairs: false-block and detection rates"))
     cache = sub.add_parser("cache", help="show or clear the score cache")
     cache.add_argument("action", choices=["info", "clear"])
     cache.add_argument("--path", default=None, help="cache file (default: $RMGAP_CACHE or "
@@ -113,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"eval": cmd_eval, "compare": cmd_compare, "synth": cmd_synth,
-                "cache": cmd_cache}[args.command](args)
+                "cache": cmd_cache, "calibrate": cmd_calibrate}[args.command](args)
     except RMGapError as exc:
         print(f"rmgap {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -147,9 +187,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare_runs, format_comparison
 
-    result = compare_runs(args.base, args.new, tolerance=args.tolerance)
+    result = compare_runs(args.base, args.new, thresholds=args.thresholds, tolerance=args.tolerance)
     print(format_comparison(result))
     return EXIT_REGRESSION if result.regressed else EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import run_from_args
+
+    print(run_from_args(args))
+    return EXIT_OK
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

@@ -49,6 +49,10 @@ class BaselineError(RMGapError):
     """A baseline cannot be read or does not match the current run."""
 
 
+class CalibrationError(RMGapError):
+    """``rmgap calibrate`` was asked for a simulation it cannot run."""
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """' Did you mean 'X'?' for the closest choice, or '' when nothing is close."""
     choices = list(choices)

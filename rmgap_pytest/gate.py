@@ -9,16 +9,18 @@ optional baseline comparison) into one verdict row per (check, metric).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .data import DIMENSIONS, DOMAINS, Benchmark, item_table
 from .metrics import ALL, AVG, METRICS
+from .regression import tier_of
 from .thresholds import Thresholds, cell_name
 
 CHECK_COLUMNS = ["id", "kind", "domain", "dimension", "level", "metric", "value", "lo", "hi", "threshold",
-                 "direction", "support", "status", "reason"]
+                 "direction", "support", "status", "reason", "mde"]  # mde: regression rows only (NaN elsewhere)
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,14 @@ def plan_checks(bench: Benchmark, thresholds: Thresholds, with_baseline: bool = 
                                                                          list(DIMENSIONS).index(k[1])))
     specs += [CheckSpec(f"gap[{d}/{dim}]", "gap", d, dim, metric="BoN gap") for d, dim in gap_keys]
     specs += [CheckSpec(f"blindness[{d}]", "blindness", d, metric="Prompt blindness") for d in [*domains, ALL]]
-    if with_baseline:
+    if with_baseline:  # the regression family: a tier weighted 0 is not gated, so it has no items
+        weighted = {t for t, w in thresholds.raw["regression"]["weights"].items() if w > 0}
         specs += [CheckSpec(f"regression[{d}/{m}]", "regression", d, metric=m) for d in [AVG, *domains]
-                  for m in METRICS]
+                  for m in METRICS if tier_of("domain", d) in weighted]
         specs += [CheckSpec(f"regression[{cell_name(d, dim, lvl)}]", "regression", d, dim, lvl,
                             support=supports[(d, dim, lvl)])
-                  for d, dim, lvl in cells if supports[(d, dim, lvl)] >= thresholds.min_support]
+                  for d, dim, lvl in cells
+                  if supports[(d, dim, lvl)] >= thresholds.min_support and tier_of("cell", d) in weighted]
     return specs
 
 
@@ -87,13 +91,13 @@ def _row(spec: CheckSpec, metric: str, value: float, lo: float, hi: float, thres
         status, reason = ("pass", "") if ok else ("fail", reason_if_fail)
     return dict(id=spec.id, kind=spec.kind, domain=spec.domain, dimension=spec.dimension, level=spec.level,
                 metric=metric, value=value, lo=lo, hi=hi, threshold=threshold, direction=direction,
-                support=support, status=status, reason=reason)
+                support=support, status=status, reason=reason, mde=np.nan)
 
 
 def _skip(spec: CheckSpec, metric: str | None, reason: str) -> dict:
     return dict(id=spec.id, kind=spec.kind, domain=spec.domain, dimension=spec.dimension, level=spec.level,
                 metric=metric, value=np.nan, lo=np.nan, hi=np.nan, threshold=None, direction=None,
-                support=spec.support, status="skip", reason=reason)
+                support=spec.support, status="skip", reason=reason, mde=np.nan)
 
 
 def decide_checks(specs: list[CheckSpec], table: pd.DataFrame, thresholds: Thresholds,
@@ -159,13 +163,20 @@ def _regression_rows(spec: CheckSpec, comparison: pd.DataFrame | None, threshold
         sel = sel[sel["metric"] == spec.metric]
     rows = []
     for r in sel.itertuples(index=False):
-        row = _row(spec, r.metric, r.diff, r.lo, r.hi, -thresholds.tolerance, "min", spec.support)
-        # A drop beyond the tolerance that the paired interval cannot tell from noise is not a regression.
+        row = _row(spec, r.metric, r.diff, r.lo, r.hi, -r.tolerance, "min", spec.support)
+        # The decision is the family-wise one (regression.py): the point estimate alone does not decide.
         row["status"] = "fail" if r.regressed else "pass"
-        row["reason"] = (f"dropped {-r.diff:.3f} ({r.baseline:.3f} -> {r.current:.3f}), beyond the tolerance "
-                         f"{thresholds.tolerance:g} and outside noise" if r.regressed else "")
+        row["reason"] = regression_reason(r) if r.regressed else ""
+        row["mde"] = r.mde
         rows.append(row)
     return rows
+
+
+def regression_reason(r: Any) -> str:
+    """Why a unit regressed, with its adjusted interval and what this unit can see at all."""
+    return (f"dropped {-r.diff:.3f} ({r.baseline:.3f} -> {r.current:.3f}): the family-wise interval "
+            f"[{r.lo:+.3f}, {r.hi:+.3f}] lies below zero and the drop exceeds the tolerance {r.tolerance:g}; "
+            f"the smallest drop this unit can flag at support {int(r.support)} is {r.mde:.3f}")
 
 
 def check_status(rows: pd.DataFrame) -> str:

@@ -8,7 +8,8 @@ ranking, validity). Everything else reads only that table:
 - ``metric_table``: the same metrics per domain and per category-profile cell,
   preference gaps and prompt blindness, each with a 95% percentile-bootstrap
   interval that resamples records (stratified by domain, seeded).
-- ``compare``: a paired, item-by-item comparison of two runs on the same data.
+- ``compare``: a paired, item-by-item comparison of two runs on the same data
+  (family-wise; the statistics live in ``regression.py``).
 
 Every ratio metric is sum(numerator) / sum(denominator) over records, so the
 bootstrap is one matrix product: (draws x records) counts times
@@ -109,9 +110,11 @@ class _Units:
     den: dict[str, np.ndarray]
 
 
-def _units(out: pd.DataFrame) -> _Units:
-    n_rec = len(out) // ITEMS_PER_RECORD
-    dom = out["domain"].to_numpy()
+def unit_masks(items: pd.DataFrame) -> tuple[list[tuple], np.ndarray]:
+    """The domains and cells present, as labels (kind, domain, dimension, level) and a
+    (records, 12, units) 0/1 mask of the items in each; also used by ``regression.py``."""
+    n_rec = len(items) // ITEMS_PER_RECORD
+    dom = items["domain"].to_numpy()
     masks: list[np.ndarray] = []
     labels: list[tuple] = []
     for d in DOMAINS:
@@ -119,17 +122,22 @@ def _units(out: pd.DataFrame) -> _Units:
             masks.append(dom == d)
             labels.append(("domain", d, None, None))
     for d in [*DOMAINS, ALL]:
-        in_dom = np.ones(len(out), bool) if d == ALL else dom == d
+        in_dom = np.ones(len(items), bool) if d == ALL else dom == d
         if not in_dom.any():
             continue
         for dim, levels in DIMENSIONS.items():
-            col = out[dim].to_numpy()
+            col = items[dim].to_numpy()
             for lvl in levels:
                 m = in_dom & (col == lvl)
                 if m.any():
                     masks.append(m)
                     labels.append(("cell", d, dim, lvl))
-    mask = np.stack(masks, axis=1).astype(np.float64).reshape(n_rec, ITEMS_PER_RECORD, -1)
+    return labels, np.stack(masks, axis=1).astype(np.float64).reshape(n_rec, ITEMS_PER_RECORD, -1)
+
+
+def _units(out: pd.DataFrame) -> _Units:
+    n_rec = len(out) // ITEMS_PER_RECORD
+    labels, mask = unit_masks(out)
     wins = out["wins"].to_numpy(np.float64).reshape(n_rec, ITEMS_PER_RECORD)
     bon = out["bon"].to_numpy(np.float64).reshape(n_rec, ITEMS_PER_RECORD)
     cons = group_consistency(out).astype(np.float64).reshape(n_rec, N_GROUPS)
@@ -239,40 +247,26 @@ def _blindness_rows(out: pd.DataFrame, counts: np.ndarray) -> list[dict]:
     return rows
 
 
+# One row per regression unit (``regression.compare_outcomes``). lo/hi: the family-wise (simultaneous)
+# interval of current - baseline; mde: the smallest drop the unit can flag; gated: in the tested family.
 COMPARE_COLUMNS = ["kind", "domain", "dimension", "level", "metric", "baseline", "current", "diff", "lo", "hi",
-                   "support", "regressed"]
+                   "support", "regressed", "mde", "gated", "tier", "se", "critical", "tolerance"]
 
 
-def compare(base: pd.DataFrame, cur: pd.DataFrame, *, tolerance: float = 0.02, confidence: float = 0.95,
-            n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Paired comparison of two outcome tables over the same items.
+def compare(base: pd.DataFrame, cur: pd.DataFrame, *, tolerance: float | None = None,
+            confidence: float | None = None, n_boot: int | None = None, seed: int | None = None,
+            min_support: int | None = None) -> pd.DataFrame:
+    """Paired comparison of two outcome tables over the same items: ``regression.compare_outcomes``.
 
-    The difference (current minus baseline) of every domain and cell metric,
-    with a paired-bootstrap interval: both runs are resampled with the same
-    record draws, so record-level difficulty cancels. A metric regresses when
-    it drops by more than ``tolerance`` AND the interval lies below zero, so
-    noise alone does not block a merge and a real drop does.
+    Kept here for callers of the first API; settings left out take the
+    thresholds defaults. The gate and ``rmgap compare`` pass their thresholds'
+    ``regression_settings()`` to ``regression.compare_outcomes`` directly.
     """
-    if len(base) != len(cur) or not (base["record_id"].to_numpy() == cur["record_id"].to_numpy()).all():
-        raise ValueError("compare() needs two outcome tables over the same items in the same order")
-    ub, uc = _units(base), _units(cur)
-    counts = bootstrap_counts(record_domains(cur), n_boot, seed)
-    dom_cols = [i for i, lab in enumerate(uc.labels) if lab[0] == "domain"]
-    groups = uc.den["Consistency"].sum(0)
-    support = np.append(groups, groups[dom_cols].sum())
-    rows = []
-    for metric in METRICS:
-        den = uc.den[metric]
-        vb, vc = _ratio(ub.num[metric].sum(0), den.sum(0)), _ratio(uc.num[metric].sum(0), den.sum(0))
-        dd = _ratio(counts @ (uc.num[metric] - ub.num[metric]), counts @ den)
-        labels = [*uc.labels, ("domain", AVG, None, None)]
-        vb = np.append(vb, vb[dom_cols].mean())
-        vc = np.append(vc, vc[dom_cols].mean())
-        dd = np.concatenate([dd, dd[:, dom_cols].mean(axis=1, keepdims=True)], axis=1)
-        lo, hi = _interval(dd, confidence)
-        for u, (kind, d, dim, lvl) in enumerate(labels):
-            diff = vc[u] - vb[u]
-            rows.append(dict(kind=kind, domain=d, dimension=dim, level=lvl, metric=metric, baseline=vb[u],
-                               current=vc[u], diff=diff, lo=lo[u], hi=hi[u], support=int(support[u]),
-                             regressed=bool(diff < -tolerance and hi[u] < 0)))
-    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+    from dataclasses import replace
+
+    from .regression import compare_outcomes
+    from .thresholds import Thresholds
+
+    given = dict(tolerance=tolerance, confidence=confidence, n_boot=n_boot, seed=seed, min_support=min_support)
+    settings = replace(Thresholds().regression_settings(), **{k: v for k, v in given.items() if v is not None})
+    return compare_outcomes(base, cur, settings)

@@ -143,18 +143,14 @@ class GateSession:
                           "already computed are kept in the cache)")
 
     def _compare(self, ev: Evaluation) -> pd.DataFrame:
-        from .metrics import compare
+        from .regression import compare_outcomes
         from .results import align, outcomes_from_run
 
         base = align(outcomes_from_run(self.baseline), ev.outcomes, self.baseline["path"])
         self.base_bon = base["bon"].to_numpy()
-        reg = self.thresholds.raw["regression"]
-        table = compare(base, ev.outcomes, tolerance=reg["tolerance"], confidence=reg["confidence"],
-                        n_boot=reg["n_boot"], seed=reg["seed"])
-        # Cells too small to gate are too small to call regressed: the summary must match the items.
-        small = (table["kind"] == "cell") & (table["support"] < self.thresholds.min_support)
-        table.loc[small, "regressed"] = False
-        return table
+        # Cells below min_support are outside the family (gated False), so never regressed: the
+        # summary matches the items, and `rmgap compare` with the same thresholds decides the same.
+        return compare_outcomes(base, ev.outcomes, self.thresholds.regression_settings())
 
     # -- verdicts --------------------------------------------------------------------------------------
     def shown(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:

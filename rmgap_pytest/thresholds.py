@@ -10,13 +10,17 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .data import DIMENSIONS, DOMAINS
 from .errors import ThresholdsError, did_you_mean
 from .metrics import ALL, AVG, METRICS
+from .regression import TIERS
+
+if TYPE_CHECKING:
+    from .regression import RegressionSettings
 
 # Why these defaults (chance: Pair 0.50, BoN 0.25; the best of 24 published reward
 # models reaches BoN 0.49 on the release):
@@ -33,6 +37,14 @@ from .metrics import ALL, AVG, METRICS
 #   user on most records.
 # - min_support 10 prompt groups (30 items): below that a cell's 95% interval on BoN
 #   spans more than about +-0.2, too wide to gate on.
+# - regression: every regression unit (Pair, BoN, Consistency per Avg, domain and gated
+#   cell) is tested as one family (regression.py, familywise.py), so a harmless change
+#   fails the gate in at most 1 - confidence of runs in total. The tolerance is only a
+#   practical floor now, no longer a noise margin: 0.01 (one BoN point) lets a 3-point Avg
+#   drop be caught in >= 90% of runs at release size (docs/regression.md). The weights
+#   share the error rate between tiers: the 3 Avg units get 40% so a small drop there is
+#   seen; the 300 per-domain cells get 20%, enough for drops of ~0.1 that they can see
+#   at all (rmgap calibrate prints each tier's smallest detectable drop).
 DEFAULTS: dict[str, Any] = {
     "min_support": 10,
     "floors": {"Pair": 0.55, "BoN": 0.30, "Consistency": 0.10},
@@ -41,7 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "cells": {},
     "gaps": {"max": 0.50},
     "blindness": {"max": 0.50},
-    "regression": {"tolerance": 0.02, "confidence": 0.95, "n_boot": 1000, "seed": 0},
+    "regression": {"tolerance": 0.01, "confidence": 0.95, "n_boot": 1000, "seed": 0,
+                   "weights": {"avg": 0.4, "domain": 0.1, "all_cells": 0.3, "domain_cells": 0.2}},
 }
 DEFAULT_MIN_SUPPORT: int = DEFAULTS["min_support"]
 _SECTIONS = list(DEFAULTS)
@@ -65,6 +78,15 @@ class Thresholds:
     @property
     def confidence(self) -> float:
         return float(self.raw["regression"]["confidence"])
+
+    def regression_settings(self) -> "RegressionSettings":
+        """The baseline comparison's settings (``regression.compare_outcomes``)."""
+        from .regression import RegressionSettings
+
+        reg = self.raw["regression"]
+        return RegressionSettings(tolerance=float(reg["tolerance"]), confidence=float(reg["confidence"]),
+                                  n_boot=int(reg["n_boot"]), seed=int(reg["seed"]), min_support=self.min_support,
+                                  weights=dict(reg["weights"]))
 
     def domain_floor(self, domain: str, metric: str) -> float | None:
         """Floor for a domain (or Avg) metric: per-domain override, else the default floor."""
@@ -181,16 +203,50 @@ def _metric_map(source: str, key: str, value: Any) -> dict[str, float | None]:
 
 
 def _regression(source: str, value: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = copy.deepcopy(DEFAULTS["regression"])
     for name, v in _mapping(source, "regression", value).items():
         _known(source, "regression", name, list(DEFAULTS["regression"]))
         if name in ("tolerance", "confidence"):
             v = _unit(source, f"regression.{name}", v)
             if v is None:
                 raise ThresholdsError(f"{source}: regression.{name} cannot be null.")
+            if name == "confidence" and not 0 < v < 1:
+                raise ThresholdsError(f"{source}: regression.confidence = {v!r} must lie strictly between 0 and 1 "
+                                      "(0.95: a harmless change fails the gate in at most 5% of runs).")
         elif name == "seed":
             v = _count(source, "regression.seed", v, minimum=0, what="(a random seed)")
+        elif name == "weights":
+            v = _weights(source, v)
         else:
-            v = _count(source, "regression.n_boot", v, minimum=100, what="bootstrap draws")
+            v = _count(source, "regression.n_boot", v, minimum=100, what="sign flips")
         out[name] = v
+    _enough_flips(source, out)
     return out
+
+
+def _weights(source: str, value: Any) -> dict[str, float]:
+    out = {}
+    for tier, w in _mapping(source, "regression.weights", value).items():
+        _known(source, "regression.weights", tier, list(TIERS))
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ThresholdsError(f"{source}: regression.weights.{tier} = {w!r} must be a number >= 0 (0 takes "
+                                  "that tier out of the regression gate).")
+        out[tier] = float(w)
+    merged = {**DEFAULTS["regression"]["weights"], **out}
+    if not any(w > 0 for w in merged.values()):
+        raise ThresholdsError(f"{source}: regression.weights are all 0, so nothing could regress. Fix: give a tier "
+                              "a positive weight, or leave --rmgap-baseline out to skip the comparison.")
+    return merged
+
+
+def _enough_flips(source: str, reg: dict[str, Any]) -> None:
+    """Each tier's share of the error rate needs enough sign flips to be reachable at all."""
+    weights = {t: w for t, w in reg["weights"].items() if w > 0}
+    alpha = 1 - reg["confidence"]
+    for tier, w in weights.items():
+        share = alpha * w / sum(weights.values())
+        if share * (reg["n_boot"] + 1) < 1:
+            need = int(1 / share)
+            raise ThresholdsError(f"{source}: regression.n_boot = {reg['n_boot']} is too few sign flips for the tier "
+                                  f"{tier!r}: its weight gives it {share:.4%} of the error rate, so no unit in it could "
+                                  f"ever regress. Fix: set n_boot to at least {need}, or raise that weight.")

@@ -146,6 +146,12 @@ def test_synth_then_eval_and_compare(tmp_path):
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "a")]) == 0
     res = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"))
     assert res.returncode == 1 and "REGRESSED" in res.stdout  # random loses length's consistency
+    assert "family-wise 95% interval" in res.stdout and "mde" in res.stdout
+    (tmp_path / "t.yaml").write_text("regression: {weights: {avg: 0, domain: 0, all_cells: 0, domain_cells: 1}}\n")
+    res = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--thresholds", str(tmp_path / "t.yaml"))
+    regressed = [ln for ln in res.stdout.splitlines() if ln.endswith("REGRESSED")]
+    assert res.returncode == 1 and "not gated" in res.stdout  # only per-domain cells are in the family now
+    assert regressed and all("=" in ln.split()[0] and not ln.startswith("All/") for ln in regressed)
     other = tmp_path / "other.jsonl"
     main(["synth", "--records", "8", "--out", str(other)])
     main(["eval", "--rm-model", "builtin:length", "--data", str(other), "--out", str(tmp_path / "c"),

@@ -151,10 +151,27 @@ def test_baseline_pass_then_regression(gate_dir, xdist):
     assert again.parseoutcomes().get("failed", 0) <= plain.parseoutcomes().get("failed", 0)
     assert any("regression[" in ln and "PASSED" in ln for ln in
                run_gate(pytester, "--rm-model=python:oracle_rm:score", *common, "-v").stdout.lines)
-    worse = run_gate(pytester, "--rm-model=python:reversed_rm:score", *common)
+    (pytester.path / "t.yaml").write_text("regression: {tolerance: 0.05, weights: {domain: 0}}\n")
+    worse = run_gate(pytester, "--rm-model=python:reversed_rm:score", *common, "--rmgap-report=out", "-rf",
+                     "--rmgap-thresholds=t.yaml")
     assert worse.ret == 1
     worse.stdout.fnmatch_lines(["*FAILED*regression[[]Avg/BoN[]]*"])
-    assert "Traceback" not in worse.stdout.str()
+    out = worse.stdout.str()
+    assert "Traceback" not in out
+    assert "the family-wise interval [" in out and "the smallest drop this unit can flag at support" in out
+    # `rmgap compare` with the same thresholds fails exactly the items the gate failed.
+    import re
+
+    from rmgap_pytest.compare import compare_runs
+    from rmgap_pytest.regression import regression_item_id
+
+    failed = set(re.findall(r"^FAILED rmgap::(regression\[[^\]]+\])", out, flags=re.M))
+    table = compare_runs(pytester.path / "baseline.json", pytester.path / "out", thresholds=pytester.path / "t.yaml").table
+    assert failed == {regression_item_id(*r) for r in
+                      table.loc[table["regressed"], ["kind", "domain", "dimension", "level", "metric"]].itertuples(
+                          index=False)}
+    assert failed and not any(f.startswith(("regression[Chat/", "regression[Safety/")) and "=" not in f
+                              for f in failed)  # the domain tier is weighted 0: not in the gate
 
 
 def test_baseline_on_other_data_is_a_usage_error(gate_dir):

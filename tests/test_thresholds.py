@@ -19,6 +19,7 @@ def test_shipped_example_is_valid_and_documents_the_defaults():
     assert t.min_support == DEFAULTS["min_support"]
     for metric, floor in DEFAULTS["floors"].items():
         assert t.domain_floor("Chat", metric) == floor
+    assert t.raw["regression"] == DEFAULTS["regression"]  # the regression section shows the defaults as they are
 
 
 def test_lookup_precedence(tmp_path):
@@ -57,6 +58,11 @@ def test_empty_file_means_defaults(tmp_path):
     ("floors: {BoN: high}", "floors.BoN = 'high' must be a number"),
     ("min_support: 0", "min_support = 0 must be a whole number of prompt groups, at least 1"),
     ("regression: {tolerence: 0.1}", "Did you mean 'tolerance'?"),
+    ("regression: {weights: {all_cell: 0.3}}", "regression.weights: unknown key 'all_cell'. Did you mean 'all_cells'?"),
+    ("regression: {weights: {avg: -1}}", "regression.weights.avg = -1 must be a number >= 0"),
+    ("regression: {weights: {avg: 0, domain: 0, all_cells: 0, domain_cells: 0}}", "weights are all 0"),
+    ("regression: {confidence: 1}", "regression.confidence = 1.0 must lie strictly between 0 and 1"),
+    ("regression: {n_boot: 100}", "n_boot = 100 is too few sign flips for the tier 'domain'"),
     ("floors: [1, 2]", "floors must be a mapping"),
     ("- a\n- b", "the top level must be a mapping"),
     ("floors: {BoN: 0.3\n", "not valid YAML"),
@@ -71,3 +77,10 @@ def test_errors_name_the_file_key_and_fix(tmp_path, text, needle):
 def test_missing_file(tmp_path):
     with pytest.raises(ThresholdsError, match="does not exist"):
         load_thresholds(tmp_path / "nope.yaml")
+
+
+def test_regression_settings_merge_partial_weights(tmp_path):
+    t = load_thresholds(write(tmp_path, "regression: {weights: {domain_cells: 0}, n_boot: 2000, tolerance: 0.02}"))
+    s = t.regression_settings()
+    assert s.weights == {**DEFAULTS["regression"]["weights"], "domain_cells": 0.0}
+    assert (s.n_boot, s.tolerance, s.confidence, s.min_support) == (2000, 0.02, 0.95, DEFAULTS["min_support"])
