@@ -4,6 +4,7 @@ import pytest
 # cannot be imported twice in one process: import the gate's stack up front.
 import numpy  # noqa: F401
 import pandas  # noqa: F401
+import scipy.special  # noqa: F401  (bias.py imports it lazily, inside a run: numpy.fft's extension must not load twice)
 import rmgap_pytest.cache  # noqa: F401
 import rmgap_pytest.items  # noqa: F401
 import rmgap_pytest.report  # noqa: F401
