@@ -109,10 +109,14 @@ def test_failing_cell_reports_value_interval_threshold_and_records(gate_dir):
                       "cell and All/Formality")
     assert result.ret == 1
     out = result.stdout.str()
-    assert "cell[All/Formality=casual] failed" in out
-    result.stdout.re_match_lines([r"\s+BoN: 0\.000 \[95% 0\.000, 0\.000\], needs >= 0\.250, support 48 prompt groups.*",
-                                  r"\s+most wrong:", r"\s+record \S+ \(group \d, prompt \d\): right answer response\d, "
-                                                     r"model preferred response\d by .*"])
+    # Issue 14: the entry's header names the users beside the id; one line says value, interval and floor
+    # (the cell's other failing metric named); examples quote the prompt, the preferred and the right response.
+    result.stdout.re_match_lines([r"_+ rmgap::cell\[All/Formality=casual\]: users who want a casual tone _+",
+                                  r"Pair 0\.000 \[0\.00, 0\.00\] vs floor 0\.500: below the floor; BoN too \(48 groups\)",
+                                  r"most wrong: 3 of \d+ wrong items, one per record:",
+                                  r'  \S+, user \d, prompt \d: "user \d of \S+, wording \d"',
+                                  r'    preferred response\d \(\w+, by [\d.]+\): "answer \d of .*',
+                                  r'    right response\d \(casual\): "answer \d of .*'])
     assert "Traceback" not in out
 
 
