@@ -126,7 +126,7 @@ def chose_other_level(ev: Evaluation, texts: Texts | None, dimension: str, level
 def excerpt(text: str, n: int) -> str:
     """The start of ``text`` on one line, cut at a word boundary within ``n`` characters, quoted."""
     flat = re.sub(r"\s+", " ", str(text)).strip()
-    n = max(n, 12)
+    n = max(n, 5)  # a terminal too narrow for words still gets its lines within the width
     if len(flat) + 2 <= n:
         return f'"{flat}"'
     cut = flat[: n - 3]
@@ -250,7 +250,7 @@ def _fit(parts: list[list[str]], width: int) -> str | None:
 
 
 def _row_variants(r: Any, mde: dict[str, float] | None) -> list[str]:
-    texts = row_texts(r)[:2]
+    texts = row_texts(r)
     if r.kind == "regression" and mde is not None:
         m = mde.get(str(r.metric), math.nan)
         texts = [t + (f"; MDE {m:.3f}" if math.isfinite(m) else "; MDE unknown") for t in texts]

@@ -198,8 +198,11 @@ def draw_png(hm: Heatmap, title: str) -> Any:
 
     ax.add_collection(PatchCollection(boxes("muted"), facecolor=MUTED_FILL, edgecolor=MUTED_HATCH, hatch="///",
                                       linewidth=0))
-    ax.add_collection(PatchCollection(boxes("fail", 0.04), facecolor="none", edgecolor=OUTLINE, linewidth=3.2))
-    ax.add_collection(PatchCollection(boxes("fail", 0.09), facecolor="none", edgecolor=LIGHT_INK, linewidth=1.2))
+    # Above the white gutters (zorder 2), so a failing cell at a group's edge keeps its whole outline.
+    ax.add_collection(PatchCollection(boxes("fail", 0.04), facecolor="none", edgecolor=OUTLINE, linewidth=3.2,
+                                      zorder=3))
+    ax.add_collection(PatchCollection(boxes("fail", 0.09), facecolor="none", edgecolor=LIGHT_INK, linewidth=1.2,
+                                      zorder=3))
     for i, j in zip(*np.nonzero(hm.status != "empty")):
         _, text = cell_colours(hm, i, j)
         ax.text(j, i, f"{hm.value[i, j]:.2f}\nn={hm.support[i, j]}", ha="center", va="center", fontsize=8.5,

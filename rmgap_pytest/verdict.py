@@ -93,6 +93,8 @@ def row_texts(r: Any) -> list[str]:
     else:
         short = f"{name} {est}: {'below the floor' if r.direction == 'min' else 'above the ceiling'} {bound}"
     tiny = f"{name} {est} {'<' if r.direction == 'min' else '>'} {bound}"  # the terminal's one-line lists
+    if r.kind != "regression" and straddles(r.value, r.lo, r.hi, r.threshold, r.direction):
+        tiny += ", not distinguishable"
     return [full, short, tiny]
 
 

@@ -303,3 +303,102 @@ def test_worst_records_name_a_loser_when_the_winner_only_tied(data_path: Path) -
     tied = (ev.outcomes.winner == ev.outcomes.top).to_numpy()  # the winner only won the key tie-break
     recs = report.worst_records(ev, tied, n=2)
     assert recs and all(r["top"] != r["winner"] and r["margin"] == 0 for r in recs)
+
+
+# ---- issue 14: size caps, width, verbosity, sections open for extension ---------------------------------------
+
+def _many_failures(ev, n: int = 3000, reason_len: int = 60) -> pd.DataFrame:
+    """A pathological gate: thousands of failing rows with long reasons (far past any real run)."""
+    base = make_checks(ev, threshold=1.0)
+    rows = pd.concat([base.assign(id=base.id + f"#{k}", reason="x " * reason_len) for k in range(n // len(base) + 1)])
+    return rows.head(n).reset_index(drop=True)
+
+
+def test_markdown_stays_under_the_comment_limit_for_any_run(ev, comparison) -> None:
+    checks = _many_failures(ev)
+    md = report.markdown(ev, checks, comparison)
+    assert len(md) <= report.MARKDOWN_LIMIT
+    assert md.startswith("## ❌") and "Full report: report.html" in md
+    assert "FAILED:" in md  # the verdict survives every cut
+    huge = copy.copy(ev)
+    huge.meta = {**ev.meta, "spec": "python:" + "m" * 100_000}
+    md = report.markdown(huge, checks, comparison)
+    assert len(md) <= report.MARKDOWN_LIMIT and md.rstrip().endswith("next to this file._")
+
+
+def test_markdown_folds_long_groups_and_keeps_short_ones_open(ev, checks) -> None:
+    md = report.markdown(ev, checks)
+    cells = failure_groups(checks)[0]
+    n_rows = len(cells.rows)
+    assert n_rows > 10
+    assert f"<details><summary>{n_rows - 10} more failing values</summary>" in md
+    assert "**Cells:" in md and md.index("### Who the model serves") < md.index("### Failed checks")
+
+
+def test_markdown_leads_with_verdict_and_the_all_users_grid(ev, checks) -> None:
+    lines = report.markdown(ev, checks).splitlines()
+    body = "\n".join(lines[:12])
+    assert "FAILED:" in body and "Worst served:" in body
+    assert "| Dimension | 1 | 2 | 3 | 4 | 5 |" in report.markdown(ev, checks)
+    assert "| Conciseness | terse **" in report.markdown(ev, checks)
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120, 200])
+def test_terminal_lines_fit_the_width(ev, checks, comparison, width) -> None:
+    text = report.terminal_summary(ev, checks, comparison, width=width)
+    assert max(len(x) for x in text.splitlines()) <= width
+
+
+def test_terminal_uses_a_wide_terminal(ev, checks) -> None:
+    """Columns that do not fit are left out at 80 and shown at 200, rather than clipping at a fixed 100."""
+    narrow = report.terminal_summary(ev, checks, width=80, verbose=1)
+    wide = report.terminal_summary(ev, checks, width=200, verbose=1)
+    assert "users who want" in wide.split("Worst cells")[1] and "Who" in wide.split("Worst cells")[1]
+    assert max(len(x) for x in wide.splitlines()) > 100
+    assert len(narrow.split("Worst cells")[1].splitlines()[1]) <= 80
+
+
+def test_terminal_verbose_shows_more(ev, checks) -> None:
+    short = report.terminal_summary(ev, checks, width=100)
+    more = report.terminal_summary(ev, checks, width=100, verbose=1)
+    everything = report.terminal_summary(ev, checks, width=100, verbose=2)
+    assert len(short.splitlines()) <= report.TERMINAL_LINES + 3
+    assert "Also in report.md (or with -v):" in short and "Also in report.md" not in more
+    assert len(short.splitlines()) < len(more.splitlines()) < len(everything.splitlines())
+    n_fail = report.check_counts(checks)["fail"]
+    assert sum(i in everything for i in checks[checks.status == "fail"].id) == n_fail
+
+
+def test_a_new_section_is_one_function_and_one_line(ev, checks, monkeypatch) -> None:
+    from rmgap_pytest import sections as S
+
+    def style_bias(inp):
+        return S.Section("style-bias", "Style bias", [S.Para("a longer answer wins 80% of the time"),
+                                                      S.Table(report.View(["Level", "Share"], [["verbose", "0.80"]],
+                                                                          "lr"))])
+
+    monkeypatch.setattr(S, "SECTIONS", [*S.SECTIONS[:3], style_bias, *S.SECTIONS[3:]])
+    text = report.terminal_summary(ev, checks)
+    assert "Style bias" in text and re.search(r"^  verbose +0\.80$", text, re.M)
+    assert "### Style bias" in report.markdown(ev, checks) and "| verbose | 0.80 |" in report.markdown(ev, checks)
+    page = report.html(ev, checks)
+    assert '<section id="style-bias"><h2>Style bias</h2>' in page and "<td class=\"r\">0.80</td>" in page
+
+
+def test_regression_columns_are_rendered_everywhere(ev, comparison) -> None:
+    with_cols = comparison.assign(mde=0.0417, gated=True)
+    for text in (report.terminal_summary(ev, comparison=with_cols, width=160, verbose=2),
+                 report.markdown(ev, comparison=with_cols), report.html(ev, comparison=with_cols)):
+        assert "0.042" in text and "MDE" in text and "Diff [adjusted]" in text
+    old = comparison.drop(columns=[c for c in ("mde", "gated") if c in comparison.columns])
+    md = report.markdown(ev, comparison=old)
+    assert "Smallest detectable drop (MDE): unknown" in md and "| n/a |" in md
+
+
+def test_html_is_responsive_and_prints(ev, checks) -> None:
+    page = report.html(ev, checks)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert page.count('<div class="scroll"><table>') == page.count("<table>")  # every table scrolls in its box
+    assert "@media (max-width:760px)" in page and "svg.heatmap.tall{display:block}" in page
+    assert "@media print" in page
+    assert '<svg class="heatmap wide"' in page and '<svg class="heatmap tall"' in page
