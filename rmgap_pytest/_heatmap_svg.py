@@ -22,9 +22,12 @@ from .views import CHANCE_BON, NO_PROFILES, cell_anchor
 
 N_LEVELS = len(next(iter(DIMENSIONS.values())))
 GUTTER = 8  # space between dimension groups, and between All and the domains
-DEFS = (f'<defs><pattern id="rmgap-hatch" width="7" height="7" patternUnits="userSpaceOnUse" '
+# Defined once, in an always-rendered SVG: a pattern inside a display:none drawing (the wide one on a
+# phone) paints nothing, and repeating the id in each drawing makes every reference find the first one.
+DEFS = (f'<svg class="defs" width="0" height="0" aria-hidden="true" focusable="false"><defs>'
+        f'<pattern id="rmgap-hatch" width="7" height="7" patternUnits="userSpaceOnUse" '
         f'patternTransform="rotate(45)"><rect width="7" height="7" fill="{MUTED_FILL}"/>'
-        f'<line x1="0" y1="0" x2="0" y2="7" stroke="{MUTED_HATCH}" stroke-width="2.5"/></pattern></defs>')
+        f'<line x1="0" y1="0" x2="0" y2="7" stroke="{MUTED_HATCH}" stroke-width="2.5"/></pattern></defs></svg>')
 
 
 def esc(x: Any) -> str:
@@ -49,7 +52,8 @@ def _cell(hm: Heatmap, i: int, j: int, x: float, y: float, w: float, h: float, b
         weight = ' font-weight="700"' if status == "fail" else ""
         parts.append(f'<text x="{cx:.0f}" y="{y + h / 2 - 3:.0f}" text-anchor="middle" font-size="{big}" '
                      f'fill="{text}"{weight}>{hm.value[i, j]:.2f}</text>'
-                     f'<text x="{cx:.0f}" y="{y + h / 2 + small - 1:.0f}" text-anchor="middle" font-size="{small}" '
+                     f'<text x="{cx:.0f}" y="{y + h / 2 + small - 1:.0f}" text-anchor="middle" '
+                     f'font-size="{small - (1 if hm.support[i, j] >= 1000 else 0)}" '  # "n=1119" inside the outline
                      f'fill="{text}">n={hm.support[i, j]}</text>')
     if status == "fail":  # black outside, white inside: visible on the darkest and the lightest fill
         parts.append(f'<rect class="outline" x="{x + 1.5:.1f}" y="{y + 1.5:.1f}" width="{w - 5:.0f}" '
@@ -67,7 +71,7 @@ def wide_svg(hm: Heatmap) -> str:
     width, bottom = xs[-1] + cw + 4, ys[-1] + ch
     height = bottom + 96  # rotated level names
     parts = [f'<svg class="heatmap wide" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="BoN heatmap: domains by the profile level users want">{DEFS}']
+             f'aria-label="BoN heatmap: domains by the profile level users want">']
     for k, dim in enumerate(DIMENSIONS):
         cx = xs[k * N_LEVELS] + N_LEVELS * cw / 2
         parts.append(f'<text x="{cx:.0f}" y="{top - 12}" text-anchor="middle" font-size="15" font-weight="600">'
@@ -85,9 +89,9 @@ def wide_svg(hm: Heatmap) -> str:
 
 def tall_svg(hm: Heatmap) -> str:
     """Transposed: levels as rows under their dimension, All and the domains as columns; legible at 390 px."""
-    cw, ch, left, top, head = 54, 44, 122, 44, 24
+    cw, ch, left, top, head = 54, 44, 122, 50, 24
     xs = [left + i * cw + (GUTTER if hm.rows[0] == ALL and i > 0 else 0) for i in range(len(hm.rows))]
-    width = xs[-1] + cw + 2
+    width = xs[-1] + cw + 16  # the last rotated column name reaches past its column
     parts, y = [], top
     for i, (row, x) in enumerate(zip(hm.rows, xs)):
         tx, ty = x + cw / 2 - 6, top - 6  # rotated: "Reasoning" is wider than a column
@@ -105,7 +109,7 @@ def tall_svg(hm: Heatmap) -> str:
             y += ch
         y += GUTTER
     return (f'<svg class="heatmap tall" viewBox="0 0 {width} {y}" role="img" aria-label="BoN heatmap: the '
-            f'profile level users want by domain">{DEFS}{"".join(parts)}</svg>')
+            f'profile level users want by domain">{"".join(parts)}</svg>')
 
 
 def legend(hm: Heatmap) -> str:
@@ -114,7 +118,7 @@ def legend(hm: Heatmap) -> str:
     ticks = "".join(f'<span style="left:{v * 100:.0f}%">{v:g}</span>' for v in (0, CHANCE_BON, 0.5, 0.75, 1))
 
     def swatch(inner: str) -> str:
-        return f'<svg class="swatch" viewBox="0 0 26 18" aria-hidden="true">{DEFS}{inner}</svg>'
+        return f'<svg class="swatch" viewBox="0 0 26 18" aria-hidden="true">{inner}</svg>'
 
     hatched = swatch('<rect width="26" height="18" fill="url(#rmgap-hatch)"/>')
     outlined = swatch(f'<rect width="26" height="18" fill="{colour(0.1)}"/><rect x="1.5" y="1.5" width="23" '
@@ -133,4 +137,4 @@ def legend(hm: Heatmap) -> str:
 def heatmap_html(hm: Heatmap) -> str:
     if not hm.rows:
         return f'<p class="note">No heatmap: {esc(NO_PROFILES)}.</p>'
-    return f'<div class="hm-wrap">{wide_svg(hm)}{tall_svg(hm)}</div>{legend(hm)}'
+    return f'<div class="hm-wrap">{DEFS}{wide_svg(hm)}{tall_svg(hm)}</div>{legend(hm)}'

@@ -60,7 +60,7 @@ details{margin:4px 0 10px}details>summary{cursor:pointer;font-weight:600;margin:
 .bar{position:relative;width:220px;height:14px;background:%(bar_bg)s;border-radius:3px}
 .bar .fill{position:absolute;left:0;top:2px;height:10px;background:%(bar)s;border-radius:2px}
 .bar .ci{position:absolute;top:6px;height:2px;background:%(bar_ci)s}
-.hm-wrap{margin:4px 0}
+.hm-wrap{margin:4px 0}svg.defs{position:absolute;width:0;height:0;overflow:hidden}
 svg.heatmap{display:block;width:100%%;height:auto}svg.heatmap.wide{max-width:1440px}
 svg.heatmap.tall{display:none;max-width:420px}
 svg.heatmap text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;fill:%(ink)s}

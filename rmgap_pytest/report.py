@@ -37,12 +37,17 @@ def _text_table(t: Table, width: int, verbose: int = 0) -> list[str]:
     n = total if shown is None else min(shown, total)
     out = [clip(f"  {t.caption}", width)] if t.caption else []
     if t.lines is not None:
-        out += [clip(f"    {text}" + (extra if len(text) + len(extra) + 4 <= width else ""), width)
-                for text, extra in t.lines[:n]]
+        out += [_fit_line(texts, extra, width - 4) for texts, extra in t.lines[:n]]
     elif n:
         out += text_table(t.view._replace(rows=t.view.rows[:n]), width, indent="    " if t.caption else "  ")
     rest = total - n
     return out + ([clip(f"    ... and {rest} more {t.more} (report.md has them all)", width)] if rest > 0 else [])
+
+
+def _fit_line(texts: list[str], extra: str, width: int) -> str:
+    """The longest wording that fits (with ``extra`` when that fits too), indented; clipped as a last resort."""
+    text = next((t for t in texts if len(t) <= width), texts[-1])
+    return clip(f"    {text}" + (extra if len(text) + len(extra) <= width else ""), width + 4)
 
 
 def _text_section(s: Section, width: int, verbose: int = 0) -> list[str]:

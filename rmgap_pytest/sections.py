@@ -10,6 +10,10 @@ Adding a section is a function plus one line in ``SECTIONS``:
 
     SECTIONS.insert(SECTIONS.index(gaps_section), style_bias)
 
+``@shown_in("markdown", "html")`` keeps a section out of the other outputs without
+calling it (the heatmap is not built for the terminal); a block with ``only=`` set
+appears in that output alone.
+
 Order follows issue 14: the verdict, then the picture, then the details;
 failures grouped by kind and sorted by how far past the threshold they are.
 """
@@ -57,7 +61,8 @@ class Table:
     caption: str = ""
     open: int | None = None
     terminal: int | None = None  # rows the terminal shows (None: as ``open``; 0: none)
-    lines: list[tuple[str, str]] | None = None  # the terminal's own lines (text, extra shown when it fits)
+    lines: list[tuple[list[str], str]] | None = None  # the terminal's own lines: (wordings, longest first; an
+    # extra shown when it fits)
     anchors: list[str] | None = None  # report.html: one id per row (links land there)
     classes: list[str] | None = None  # report.html: one class per row
     more: str = "rows"
@@ -93,6 +98,14 @@ class Section:
     optional: bool = False  # the terminal leaves it out (naming it) when the summary would grow too long
 
 
+def shown_in(*outputs: str) -> Callable[[Callable], Callable]:
+    """Mark a section function with the outputs that show it; the others do not even call it."""
+    def mark(fn: Callable) -> Callable:
+        fn.outputs = frozenset(outputs)  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
 def verdict_section(inp: ReportInput) -> Section:
     blocks: list[Block] = []
     if inp.checks is not None and len(inp.checks):
@@ -105,6 +118,7 @@ def verdict_section(inp: ReportInput) -> Section:
     return Section("verdict", "", blocks)
 
 
+@shown_in("markdown", "html")
 def heatmap_section(inp: ReportInput) -> Section:
     """The page draws every domain's cells; report.md, which cannot carry a picture, the All row as a grid."""
     from ._heatmap_svg import heatmap_html
@@ -126,7 +140,7 @@ def heatmap_section(inp: ReportInput) -> Section:
                            only="markdown"))
     else:
         blocks.append(Para(NO_PROFILES, "note", only="markdown"))
-    return Section("heatmap", "Who the model serves", blocks, outputs=frozenset({"markdown", "html"}))
+    return Section("heatmap", "Who the model serves", blocks)
 
 
 def all_users_view(hm: Any) -> View | None:
@@ -160,7 +174,8 @@ def failures_section(inp: ReportInput) -> Section | None:
     for g in groups:
         view = V.checks_view(g.rows)
         worst = g.rows.drop_duplicates("id")  # the check's most severe row: the terminal shows one line per check
-        lines = [(f"{r.id}  {V.row_texts(r)[-1]}", f"  ({V.check_who(r)})") for r in worst.itertuples(index=False)]
+        lines = [([f"{r.id}  {t}" for t in V.row_texts(r)[1:]] + [f"{r.id}  {V.row_texts(r)[-1].split(', not')[0]}"],
+                  f"  ({V.check_who(r)})") for r in worst.itertuples(index=False)]
         blocks.append(Table(view, f"{g.title}: {len(worst)} failed", open=OPEN_ROWS, terminal=TERMINAL_ROWS,
                             lines=lines, classes=["fail"] * len(view.rows), more="failing values"))
     note = ("Grouped by kind; within a group the worst first (Past by: how far past the threshold). Floors and "
@@ -176,8 +191,8 @@ def baseline_section(inp: ReportInput) -> Section | None:
     reg = V.regressions_view(c)
     blocks: list[Block] = [Table(V.baseline_avg_view(c)), Para(V.mde_summary(c), "note")]
     if reg.rows:
-        lines = [(f"{row[0]}  {row[1]} {row[4]}  MDE {row[5]}", f"  ({row[7]})") for row in reg.rows]
-        blocks.append(Table(reg, f"Regressions: {len(reg.rows)}", open=OPEN_ROWS, terminal=5, lines=lines,
+        lines = [([f"{row[0]}  {row[1]} {row[4]}  MDE {row[5]}"], f"  ({row[7]})") for row in reg.rows]
+        blocks.append(Table(reg, f"Regressed metrics: {len(reg.rows)}", open=OPEN_ROWS, terminal=5, lines=lines,
                             classes=["fail"] * len(reg.rows), more="regressions"))
     else:
         blocks.append(Para("No regressions."))
@@ -193,11 +208,11 @@ def domains_section(inp: ReportInput) -> Section:
                    note="95% percentile-bootstrap intervals over records; Groups = prompt groups (users).")
 
 
+@shown_in("terminal", "markdown")
 def worst_cells_section(inp: ReportInput) -> Section:
     view = worst_cells_view(inp.ev)
     title = f"Worst cells (lowest BoN among cells with >= {min_support(inp.ev)} groups; chance is {CHANCE_BON})"
-    return Section("worst-cells", title, [Table(view)] if view.rows else [Para(NO_PROFILES)],
-                   outputs=frozenset({"terminal", "markdown"}), optional=True)
+    return Section("worst-cells", title, [Table(view)] if view.rows else [Para(NO_PROFILES)], optional=True)
 
 
 def gaps_section(inp: ReportInput) -> Section:
@@ -215,6 +230,7 @@ def blindness_section(inp: ReportInput) -> Section:
                    note="The share of records where the model ignored what each user asked for.", optional=True)
 
 
+@shown_in("html")
 def all_checks_section(inp: ReportInput) -> Section | None:
     if inp.checks is None or not len(inp.checks):
         return None
@@ -225,23 +241,23 @@ def all_checks_section(inp: ReportInput) -> Section | None:
                          align="l" + view.align, flex=tuple(j + 1 for j in view.flex))
     n = V.check_counts(inp.checks)
     summary = f"{n['total']} checks: {n['pass']} passed, {n['fail']} failed, {n['skip']} skipped"
-    return Section("checks", "All checks", [Fold(summary, [Table(view, classes=list(c["status"]))])],
-                   outputs=frozenset({"html"}))
+    return Section("checks", "All checks", [Fold(summary, [Table(view, classes=list(c["status"]))])])
 
 
+@shown_in("markdown", "html")
 def all_cells_section(inp: ReportInput) -> Section:
     view = cells_view(inp.ev)
     if not view.rows:
-        return Section("cells", "All cells", [Para(NO_PROFILES)], outputs=frozenset({"html"}))
+        return Section("cells", "All cells", [Para(NO_PROFILES)])
     anchors = [cell_anchor(*row[0].replace("=", "/").split("/")) for row in view.rows]
     small = {r for r, row in enumerate(view.rows) if int(row[4]) < min_support(inp.ev)} if view.rows else set()
     classes = ["muted" if r in small else "" for r in range(len(view.rows))]
     return Section("cells", "All cells", [Fold(f"All {len(view.rows)} cells", [Table(view, anchors=anchors,
                                                                                      classes=classes)])],
-                   note="Every cell's Pair, BoN and Consistency with 95% intervals; the heatmap links here.",
-                   outputs=frozenset({"markdown", "html"}))
+                   note="Every cell's Pair, BoN and Consistency with 95% intervals; the heatmap links here.")
 
 
+@shown_in("html")
 def run_section(inp: ReportInput) -> Section:
     """Everything needed to reproduce the run (the page only; report.json holds it for machines)."""
     m, data = inp.ev.meta, inp.ev.meta.get("data", {})
@@ -252,18 +268,19 @@ def run_section(inp: ReportInput) -> Section:
              ("Time", m.get("time")), ("Settings", _kv(m.get("settings", {}))), ("Versions", _kv(versions)),
              *(tuple(line.split(": ", 1)) for line in scoring_lines(inp.ev))]
     rows = [[str(k), str(v)] for k, v in facts if v not in (None, "")]
-    return Section("run", "Run", [Table(View(["", ""], rows, "ll", flex=(1,)))], outputs=frozenset({"html"}))
+    return Section("run", "Run", [Table(View(["", ""], rows, "ll", flex=(1,)))])
 
 
 def _kv(d: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in d.items() if v is not None)
 
 
+@shown_in("terminal", "markdown")
 def scoring_section(inp: ReportInput) -> Section:
-    return Section("scoring", "", [Para(line) for line in scoring_lines(inp.ev)], outputs=frozenset({"terminal",
-                                                                                                   "markdown"}))
+    return Section("scoring", "", [Para(line) for line in scoring_lines(inp.ev)])
 
 
+@shown_in("terminal")
 def files_section(inp: ReportInput) -> Section | None:
     if not inp.files:
         return None
@@ -272,7 +289,7 @@ def files_section(inp: ReportInput) -> Section | None:
     lines = [f"Report: {page}" + (f" (and {', '.join(p.name for p in paths.values() if p.parent == page.parent)})"
                                   if page else "")] if page else []
     lines += [f"{name}: {p}" for name, p in paths.items() if page is None or p.parent != page.parent]
-    return Section("files", "", [Para(line) for line in lines], outputs=frozenset({"terminal"}))
+    return Section("files", "", [Para(line) for line in lines])
 
 
 SECTIONS: list[Callable[[ReportInput], Section | None]] = [
@@ -293,6 +310,8 @@ def sections_for(output: str, inp: ReportInput) -> list[Section]:
     """The sections ``output`` shows, in order."""
     out = []
     for make in SECTIONS:
+        if output not in getattr(make, "outputs", OUTPUTS):
+            continue
         s = make(inp)
         if s is not None and output in s.outputs:
             out.append(s)

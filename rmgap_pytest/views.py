@@ -143,7 +143,7 @@ def gaps(ev: Evaluation, n: int | None = N_GAPS) -> pd.DataFrame:
 def gaps_view(ev: Evaluation, n: int | None = N_GAPS) -> View:
     rows = [[label("gap", r.domain, r.dimension), fmt_est(r.value, r.lo, r.hi), str(r.level), fmt_int(r.support),
              gap_words(r.domain, r.dimension, r.level)] for r in gaps(ev, n).itertuples(index=False)]
-    return View(["Dimension", "BoN gap", "Best vs worst level", "Min groups", "Who"], rows, "lrlrl", flex=(4,))
+    return View(["Dimension", "BoN gap", "Best vs worst level", "Min groups", "Who"], rows, "lrlrl", flex=(4, 2))
 
 
 def blindness_view(ev: Evaluation) -> View:

@@ -8,7 +8,7 @@
 # the page's full height (nothing may overflow sideways):
 #   demo        bash scripts/demo.sh: builtin:minilm on the embedded sample
 #   failing     builtin:length on a 1,097-record `rmgap synth` file (fails ~95 checks)
-#   regression  the same file, a noisier length scorer against a builtin:length baseline
+#   regression  the same file, length times a per-response factor, against a builtin:length baseline
 # Needs Debian's chromium (apt-get install -y chromium) and .venv (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,8 +50,8 @@ reports+=("failing:$WORK/failing/report.html")
 
 cat >"$WORK/noisy_length.py" <<'EOF'
 import zlib
-def score(prompts, responses):  # length with noise that changes some decisions
-    return [len(r) * (1 + ((zlib.crc32((p + r).encode()) % 1000) / 1000 - 0.5) * 0.6) for p, r in zip(prompts, responses)]
+def score(prompts, responses):  # length times a per-response factor: some users' choices flip, rankings stay
+    return [len(r) * (1 + ((zlib.crc32(r.encode()) % 1000) / 1000 - 0.5) * 0.8) for p, r in zip(prompts, responses)]
 EOF
 (cd "$WORK" && RMGAP_CACHE=off "$OLDPWD/$PY" -m pytest -p no:cacheprovider -q --rm-model=builtin:length \
     --rmgap-data=synth1097.jsonl --rmgap-baseline=base.json --rmgap-update-baseline >/dev/null 2>&1 || true

@@ -168,3 +168,13 @@ def test_png_pixels_match_the_grid(hm) -> None:
             assert pixel(j - 0.5 + edge, i).max() <= 40, hm.name(i, j)  # the black outline
         elif status == "ok":  # no outline: the fill reaches the edge (past the 2.8 px white gutters)
             assert np.abs(pixel(j - 0.5 + 2 * edge, i) - H.rgb(H.colour(hm.value[i, j]))).max() <= 3
+
+
+def test_the_hatch_is_defined_once_outside_the_drawings_a_phone_hides(ev, checks) -> None:
+    """A pattern inside a display:none SVG paints nothing: the phone's tall drawing lost its hatching."""
+    page = html(ev, checks)
+    assert page.count('id="rmgap-hatch"') == 1
+    defs = page.index('<svg class="defs"')
+    assert defs < page.index('<svg class="heatmap wide"') and page.index('id="rmgap-hatch"') < page.index(
+        '<svg class="heatmap wide"')
+    assert "svg.defs{position:absolute;width:0;height:0" in page  # rendered, just takes no room

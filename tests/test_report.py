@@ -107,7 +107,7 @@ def test_terminal_gate_and_baseline_sections(ev, checks, comparison) -> None:
         worst = group.rows.drop_duplicates("id").id.tolist()
         assert worst and all(i in text for i in worst[:3])
     n_reg = int(comparison.regressed.sum())
-    assert n_reg and "Against the baseline" in text and f"Regressions: {n_reg}" in text
+    assert n_reg and "Against the baseline" in text and f"Regressed metrics: {n_reg}" in text
     assert "out/report.html" in text
     assert max(len(x) for x in text.splitlines()) <= 100
 
@@ -146,7 +146,7 @@ def test_markdown_verdict_tables_and_details(ev, checks, comparison) -> None:
     row = _bon(ev, "Avg")
     assert f"{row.value:.3f} [{row.lo:.2f}, {row.hi:.2f}]" in md
     assert all(i in md for i in checks[checks.status == "fail"].id)
-    assert f"**Regressions: {int(comparison.regressed.sum())}**" in md and "Consistency" in md
+    assert f"**Regressed metrics: {int(comparison.regressed.sum())}**" in md and "Consistency" in md
     n_cells = len(report.rows_of(ev, "cell", "BoN"))
     assert f"<details><summary>All {n_cells} cells</summary>" in md and "</details>" in md
 
