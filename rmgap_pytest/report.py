@@ -41,7 +41,8 @@ def _text_table(t: Table, width: int, verbose: int = 0) -> list[str]:
     elif n:
         out += text_table(t.view._replace(rows=t.view.rows[:n]), width, indent="    " if t.caption else "  ")
     rest = total - n
-    return out + ([clip(f"    ... and {rest} more {t.more} (report.md has them all)", width)] if rest > 0 else [])
+    what = t.more_lines if t.lines is not None and t.more_lines else t.more
+    return out + ([clip(f"    ... and {rest} more {what} (report.md has them all)", width)] if rest > 0 else [])
 
 
 def _fit_line(texts: list[str], extra: str, width: int) -> str:

@@ -66,6 +66,7 @@ class Table:
     anchors: list[str] | None = None  # report.html: one id per row (links land there)
     classes: list[str] | None = None  # report.html: one class per row
     more: str = "rows"
+    more_lines: str = ""  # what ``lines`` count, when not ``more`` ("checks": one line per check)
     bars: list[tuple[Any, Any, Any]] | None = None  # report.html: (value, lo, hi) per row, drawn after column 2
     only: str | None = None  # shown by this output alone
 
@@ -177,7 +178,8 @@ def failures_section(inp: ReportInput) -> Section | None:
         lines = [([f"{r.id}  {t}" for t in V.row_texts(r)[1:]] + [f"{r.id}  {V.row_texts(r)[-1].split(', not')[0]}"],
                   f"  ({V.check_who(r)})") for r in worst.itertuples(index=False)]
         blocks.append(Table(view, f"{g.title}: {len(worst)} failed", open=OPEN_ROWS, terminal=TERMINAL_ROWS,
-                            lines=lines, classes=["fail"] * len(view.rows), more="failing values"))
+                            lines=lines, classes=["fail"] * len(view.rows), more="failing values",
+                            more_lines="failed checks"))
     note = ("Grouped by kind; within a group the worst first (Past by: how far past the threshold). Floors and "
             "ceilings are decided on the point estimate; the reason says when the 95% interval still reaches "
             "the threshold.")
