@@ -209,14 +209,6 @@ class GateSession:
             self.messages.append(f"baseline updated: {self.settings.baseline}")
 
 
-def _fmt(value: Any) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "n/a"
-    return "n/a" if v != v else f"{v:.3f}"
-
-
 _NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:")
 
 

@@ -238,8 +238,9 @@ def status_of(checks: pd.DataFrame | None, comparison: pd.DataFrame | None = Non
 
 def _count_by_group(checks: pd.DataFrame) -> str:
     failed = failures(checks).drop_duplicates("id")
-    parts = [f"{int((failed['group'] == k).sum())} {title.lower()}" for k, title in GROUPS
-             if (failed["group"] == k).any()]
+    one = {"regression": "regression", "domain": "domain", "cell": "cell", "gap": "preference gap"}
+    counts = [(k, title, int((failed["group"] == k).sum())) for k, title in GROUPS]
+    parts = [f"{n} {one.get(k, title.lower()) if n == 1 else title.lower()}" for k, title, n in counts if n]
     return ", ".join(parts)
 
 

@@ -141,7 +141,7 @@ def test_new_comparison_columns_are_shown_and_ungated_rows_never_count(runs) -> 
 def test_verdict_paragraph_tells_the_story(runs, checks) -> None:
     base, cur = runs
     text = V.verdict_paragraph(base, checks)
-    assert text.startswith("FAILED: 7 of 9 checks failed (1 regressions, 2 domains, 2 cells, 1 preference gaps, "
+    assert text.startswith("FAILED: 7 of 9 checks failed (1 regression, 2 domains, 2 cells, 1 preference gap, "
                            "1 prompt blindness).")
     assert "not distinguishable from their threshold" in text and "1 checks skipped" in text
     worst = V.worst_cells(base, None)
