@@ -1,8 +1,8 @@
 """The page's heatmap: inline SVG, wide (domains as rows) and tall (transposed, for phones).
 
 Hand-written SVG rather than matplotlib's SVG backend on purpose: each cell is
-a link (``<a href="#cell-...">``) to its row in the cells table, so a tap on a
-touch screen reaches the interval, with a ``<title>`` tooltip for mouse users;
+a link (``<a href="#cell-...">``) to a note with its interval that CSS shows on
+tap (``tips``), with a ``<title>`` tooltip for mouse users;
 text stays text (selectable, scalable); and the file stays small. The grid,
 the statuses and the colours come from ``heatmap``, which also draws
 heatmap.png, so the two always agree. CSS in ``_report_html`` shows the wide
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import html as _html
 from typing import Any
+
+import numpy as np
 
 from .data import DIMENSIONS
 from .heatmap import (EMPTY_FILL, LIGHT_INK, MUTED_FILL, MUTED_HATCH, MUTED_INK, OUTLINE, Heatmap, cell_colours,
@@ -112,6 +114,16 @@ def tall_svg(hm: Heatmap) -> str:
             f'profile level users want by domain">{"".join(parts)}</svg>')
 
 
+def tips(hm: Heatmap) -> str:
+    """One hidden note per cell, shown by CSS ``:target`` when its cell is tapped: the tap target a touch
+    screen needs (no hover there), without a script. Fixed at the bottom of the screen, so showing one
+    does not scroll the page; the x link goes to an id that does not exist, which hides it again."""
+    notes = [f'<p class="tip" id="{cell_anchor(hm.rows[i], *hm.columns[j])}"><a class="close" href="#_" '
+             f'aria-label="close">×</a>{esc(hm.tooltip(i, j))}</p>'
+             for i, j in zip(*np.nonzero(hm.status != "empty"))]
+    return f'<div class="tips">{"".join(notes)}</div>'
+
+
 def legend(hm: Heatmap) -> str:
     """The colour scale and the three non-colour cues, as HTML (it reflows on a phone)."""
     stops = ", ".join(f"{colour(v)} {v * 100:.0f}%" for v in (0, CHANCE_BON, 0.5, 0.75, 1))
@@ -137,4 +149,4 @@ def legend(hm: Heatmap) -> str:
 def heatmap_html(hm: Heatmap) -> str:
     if not hm.rows:
         return f'<p class="note">No heatmap: {esc(NO_PROFILES)}.</p>'
-    return f'<div class="hm-wrap">{DEFS}{wide_svg(hm)}{tall_svg(hm)}</div>{legend(hm)}'
+    return f'<div class="hm-wrap">{DEFS}{wide_svg(hm)}{tall_svg(hm)}</div>{legend(hm)}{tips(hm)}'

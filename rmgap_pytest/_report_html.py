@@ -27,10 +27,10 @@ from .views import View, num
 C = {"ink": "#1f2328", "muted": "#59636e", "bg": "#ffffff", "rule": "#d0d7de", "head": "#f6f8fa",
      "fail_bg": "#ffebe9", "fail_edge": "#cf222e", "fail_ink": "#b42318", "pass_bg": "#dafbe1", "pass_edge": "#1a7f37",
      "info_bg": "#ddf4ff", "info_edge": "#0969da", "warn_bg": "#fff8c5", "warn_edge": "#9a6700", "row_fail": "#fff5f5",
-     "link": "#0550ae", "target": "#fff8c5", "bar": "#8250df", "bar_ci": "#3b1d6e", "bar_bg": "#eef1f4"}
+     "link": "#0550ae", "bar": "#8250df", "bar_ci": "#3b1d6e", "bar_bg": "#eef1f4"}
 TEXT_PAIRS = [("ink", "bg"), ("muted", "bg"), ("ink", "head"), ("ink", "fail_bg"), ("ink", "pass_bg"),
               ("ink", "info_bg"), ("ink", "warn_bg"), ("ink", "row_fail"), ("fail_ink", "row_fail"),
-              ("fail_ink", "bg"), ("muted", "row_fail"), ("link", "bg"), ("ink", "target"), ("muted", "head")]
+              ("fail_ink", "bg"), ("muted", "row_fail"), ("link", "bg"), ("muted", "head")]
 
 CSS = """
 *{box-sizing:border-box}
@@ -55,7 +55,6 @@ td.r{text-align:right}td.t{white-space:normal;min-width:16em;max-width:34em}
 tr.fail td{background:%(row_fail)s}tr.fail td:first-child{border-left:4px solid %(fail_edge)s}
 tr.skip td,tr.muted td{color:%(muted)s}
 td.status-fail{color:%(fail_ink)s;font-weight:700}
-tr:target td{background:%(target)s;outline:2px solid %(info_edge)s}
 details{margin:4px 0 10px}details>summary{cursor:pointer;font-weight:600;margin:6px 0}
 .bar{position:relative;width:220px;height:14px;background:%(bar_bg)s;border-radius:3px}
 .bar .fill{position:absolute;left:0;top:2px;height:10px;background:%(bar)s;border-radius:2px}
@@ -66,6 +65,10 @@ svg.heatmap.tall{display:none;max-width:420px}
 svg.heatmap text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;fill:%(ink)s}
 svg.heatmap a.hm text{fill:inherit}
 svg.heatmap a.hm:focus{outline:none}svg.heatmap a.hm:focus-visible rect.bg,svg.heatmap a.hm:hover rect.bg{stroke:%(info_edge)s;stroke-width:3}
+.tip{display:none}
+.tip:target{display:block;position:fixed;left:8px;right:8px;bottom:8px;max-width:760px;margin:0 auto;z-index:10;
+  background:%(bg)s;border:2px solid %(ink)s;border-radius:8px;padding:10px 40px 10px 14px;box-shadow:0 4px 16px #0004}
+.tip a.close{position:absolute;right:12px;top:4px;font-size:22px;text-decoration:none;color:%(ink)s}
 .legend{display:flex;flex-wrap:wrap;gap:6px 22px;align-items:flex-start;margin:6px 0 4px;font-size:13px}
 .legend .scale{width:300px;max-width:100%%}.legend .grad{height:12px;border:1px solid #8c959f}
 .legend .ticks{position:relative;height:16px}.legend .ticks span{position:absolute;transform:translateX(-50%%)}
@@ -82,7 +85,7 @@ svg.heatmap a.hm:focus{outline:none}svg.heatmap a.hm:focus-visible rect.bg,svg.h
   svg.heatmap.wide{display:block!important}svg.heatmap.tall{display:none!important}
   details::details-content{content-visibility:visible;display:contents}
   tr,svg.heatmap,.legend{break-inside:avoid}h2{break-after:avoid}
-  a{color:inherit;text-decoration:none}
+  a{color:inherit;text-decoration:none}.tip{display:none!important}
 }
 """ % C
 
@@ -102,8 +105,8 @@ def _bar(value: Any, lo: Any, hi: Any) -> str:
             f'style="width:{pct(value):.1f}%"></span>{ci}</div>')
 
 
-def table(view: View, classes: list[str] | None = None, anchors: list[str] | None = None,
-          bars: list[tuple] | None = None, status_col: int | None = None) -> str:
+def table(view: View, classes: list[str] | None = None, bars: list[tuple] | None = None,
+          status_col: int | None = None) -> str:
     if not view.rows:
         return '<p class="note">(none)</p>'
     header = list(view.header)
@@ -117,8 +120,7 @@ def table(view: View, classes: list[str] | None = None, anchors: list[str] | Non
         if bars is not None:
             tds.insert(2, f'<td class="l">{_bar(*bars[r])}</td>')
         cls = f' class="{esc(classes[r])}"' if classes and classes[r] else ""
-        rid = f' id="{esc(anchors[r])}"' if anchors else ""
-        body.append(f"<tr{rid}{cls}>{''.join(tds)}</tr>")
+        body.append(f"<tr{cls}>{''.join(tds)}</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
@@ -129,7 +131,7 @@ def _table_block(t: Table) -> str:
 
     def part(s: slice) -> str:
         return table(t.view._replace(rows=t.view.rows[s]), t.classes[s] if t.classes else None,
-                     t.anchors[s] if t.anchors else None, t.bars[s] if t.bars else None, status_col)
+                     t.bars[s] if t.bars else None, status_col)
 
     out = f"<h3>{esc(t.caption)}</h3>" if t.caption else ""
     out += part(cut)

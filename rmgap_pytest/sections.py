@@ -30,7 +30,7 @@ from . import verdict as V
 from .data import DIMENSIONS
 from .evaluation import Evaluation
 from .metrics import ALL
-from .views import (CHANCE_BON, N_GAPS, NO_PROFILES, SYNTHETIC_WARNING, View, blindness_view, cell_anchor,
+from .views import (CHANCE_BON, N_GAPS, NO_PROFILES, SYNTHETIC_WARNING, View, blindness_view,
                     cells_view, domain_view, gaps, gaps_view, min_support, scoring_lines, worst_cells_view)
 
 OUTPUTS = frozenset({"terminal", "markdown", "html"})
@@ -63,7 +63,6 @@ class Table:
     terminal: int | None = None  # rows the terminal shows (None: as ``open``; 0: none)
     lines: list[tuple[list[str], str]] | None = None  # the terminal's own lines: (wordings, longest first; an
     # extra shown when it fits)
-    anchors: list[str] | None = None  # report.html: one id per row (links land there)
     classes: list[str] | None = None  # report.html: one class per row
     more: str = "rows"
     more_lines: str = ""  # what ``lines`` count, when not ``more`` ("checks": one line per check)
@@ -251,11 +250,9 @@ def all_cells_section(inp: ReportInput) -> Section:
     view = cells_view(inp.ev)
     if not view.rows:
         return Section("cells", "All cells", [Para(NO_PROFILES)])
-    anchors = [cell_anchor(*row[0].replace("=", "/").split("/")) for row in view.rows]
     small = {r for r, row in enumerate(view.rows) if int(row[4]) < min_support(inp.ev)} if view.rows else set()
     classes = ["muted" if r in small else "" for r in range(len(view.rows))]
-    return Section("cells", "All cells", [Fold(f"All {len(view.rows)} cells", [Table(view, anchors=anchors,
-                                                                                     classes=classes)])],
+    return Section("cells", "All cells", [Fold(f"All {len(view.rows)} cells", [Table(view, classes=classes)])],
                    note="Every cell's Pair, BoN and Consistency with 95% intervals; the heatmap links here.")
 
 

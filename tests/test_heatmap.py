@@ -122,15 +122,18 @@ def test_svg_mutes_small_cells_and_outlines_failures(hm) -> None:
                 assert 'font-weight="700"' in markup and "FAILED: BoN " in markup
 
 
-def test_each_cell_links_to_its_interval_in_the_page(ev, checks) -> None:
+def test_each_cell_is_a_tap_target_for_its_interval(ev, checks, hm) -> None:
+    """Touch screens have no hover: a tap goes to the cell's note, which CSS :target shows, fixed in view."""
     page = html(ev, checks)
-    targets = re.findall(r'<a href="#(cell-[^"]+)" class="hm', page)
-    ids = set(re.findall(r'<tr id="(cell-[^"]+)"', page))
-    assert targets and set(targets) == ids  # every tap lands on the row that holds the interval
+    targets = set(re.findall(r'<a href="#(cell-[^"]+)" class="hm (?!empty)', page))
+    tips = dict(re.findall(r'<p class="tip" id="(cell-[^"]+)">(.*?)</p>', page))
+    assert targets and targets == set(tips) and len(tips) == int((hm.status != "empty").sum())
     t = ev.table
     r = t[(t.kind == "cell") & (t.metric == "BoN")].iloc[3]
-    row = re.search(rf'<tr id="{cell_anchor(r.domain, r.dimension, r.level)}"[^>]*>(.*?)</tr>', page).group(1)
-    assert f"{r.value:.3f} [{r.lo:.2f}, {r.hi:.2f}]" in row
+    note = tips[cell_anchor(r.domain, r.dimension, r.level)]
+    assert f"BoN {r.value:.3f} [{r.lo:.2f}, {r.hi:.2f}], {r.support} groups" in note
+    assert ".tip{display:none}" in page and ".tip:target{display:block;position:fixed" in page
+    assert '<a class="close" href="#_"' in note
 
 
 def test_heatmap_html_without_profiles() -> None:
