@@ -163,7 +163,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .report import write_report_files
 
     paths.update(write_report_files(ev, args.out))
-    print(terminal_summary(ev, files=paths))
+    import shutil
+
+    print(terminal_summary(ev, files=paths, width=shutil.get_terminal_size().columns))
     return EXIT_OK
 
 

@@ -182,6 +182,7 @@ class GatePlugin:
             self.store = str(Path(tempfile.mkdtemp(prefix="rmgap-run-")) / "scores.sqlite")
         node.workerinput["rmgap_store"] = self.store
         node.workerinput["rmgap_run_id"] = self.run_id
+        node.workerinput["rmgap_width"] = self.config.get_terminal_writer().fullwidth  # workers have no terminal
 
     def _prepare(self) -> None:
         from .items import prepare_with_progress
