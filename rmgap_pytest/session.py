@@ -246,7 +246,7 @@ def _fmt(value: Any) -> str:
     return "n/a" if v != v else f"{v:.3f}"
 
 
-_NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:")
+_NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:", "vllm:", "sglang:")
 
 
 def worker_device(worker_id: str | None, device: str | None, spec: str = "") -> str | None:
