@@ -50,6 +50,19 @@ class TinyEngineModel:
                 return self.model.score(hidden).tolist()
             return self.model.score(hidden[-1]).tolist()
 
+    def last_logits(self, seqs: list[list[int]]) -> list[list[float]]:
+        """The head at each sequence's own last token, for a whole request at once (right padding:
+        a causal model's real tokens never see the pads, so each row equals its unpadded run)."""
+        width = max(map(len, seqs))
+        ids = torch.zeros((len(seqs), width), dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
+        with self.lock, torch.inference_mode():
+            hidden = self.model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            last = hidden[torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs])]
+            return self.model.score(last).tolist()
+
     def chat_ids(self, messages: list[dict], add_special_tokens: bool) -> list[int]:
         text = self.tok.apply_chat_template(messages, tokenize=False, return_dict=False, add_generation_prompt=False)
         return self.tok(text, add_special_tokens=add_special_tokens)["input_ids"]
@@ -84,15 +97,17 @@ def _int_list(x: Any) -> bool:
 class VllmApi:
     """``vllm serve DIR --runner pooling`` for a one-label *ForSequenceClassification model."""
 
-    def __init__(self, model: TinyEngineModel, name: str, version: str) -> None:
-        self.m, self.name, self.version = model, name, version
+    def __init__(self, model: TinyEngineModel, name: str, version: str, *,
+                 tasks: tuple[str, ...] = ("classify", "token_classify"), version_endpoint: bool = True) -> None:
+        self.m, self.name, self.version, self.tasks = model, name, version, tasks
+        self.version_endpoint = version_endpoint
 
     def get(self, path: str) -> Any:
         if path == "/v1/models":
             return {"object": "list", "data": [{"id": self.name, "object": "model", "created": 1, "owned_by": "vllm",
                                                 "root": self.m.dir, "parent": None,
                                                 "max_model_len": self.m.max_model_len, "permission": []}]}
-        if path == "/version":
+        if path == "/version" and self.version_endpoint:
             return {"version": self.version}
         raise _Reject(404, {"detail": "Not Found"})
 
@@ -105,9 +120,9 @@ class VllmApi:
             raise _vllm_error(400, "1 validation error: Field required: exactly one of 'input' or 'messages'")
         if req.get("model") not in (None, self.name):
             raise _vllm_error(404, f"The model `{req['model']}` does not exist.", "NotFoundError", "model")
-        task = req.get("task")
-        if task not in (None, "classify", "token_classify"):
-            raise _vllm_error(400, f"Unsupported task: {task!r} Supported tasks: ('classify', 'token_classify')")
+        task = req.get("task") or self.tasks[0]
+        if task not in self.tasks:
+            raise _vllm_error(400, f"Unsupported task: {task!r} Supported tasks: {self.tasks}")
         use_activation = req.get("use_activation")
         if use_activation is not None and not isinstance(use_activation, bool):
             raise _vllm_error(400, "use_activation: Input should be a valid boolean", param="use_activation")
@@ -140,14 +155,11 @@ class VllmApi:
                 raise _vllm_error(400, f"This model's maximum context length is {self.m.max_model_len} tokens. "
                                        f"However, you requested {len(p)} tokens in the input for pooling. Please "
                                        "reduce the length of the input.")
-        data = []
-        for i, p in enumerate(prompts):
-            if task == "token_classify":
-                out = self.m.logits(p, per_token=True)
-            else:
-                out = self.m.logits(p)
-                out = out if use_activation is False else activate(out)
-            data.append({"index": i, "object": "pooling", "data": out})
+        if task == "token_classify":
+            outs = [self.m.logits(p, per_token=True) for p in prompts]
+        else:
+            outs = [o if use_activation is False else activate(o) for o in self.m.last_logits(prompts)]
+        data = [{"index": i, "object": "pooling", "data": out} for i, out in enumerate(outs)]
         n = sum(map(len, prompts))
         return {"id": f"pool-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()), "model": self.name,
                 "data": data, "usage": {"prompt_tokens": n, "total_tokens": n, "completion_tokens": 0,
@@ -206,18 +218,19 @@ class SglangApi:
             if len(s) > self.m.max_model_len:
                 raise _Reject(400, {"error": {"message": f"The input ({len(s)} tokens) is longer than the model's "
                                                          f"context length ({self.m.max_model_len} tokens)."}})
-        out = [{"embedding": self.m.logits(s), "meta_info": {"id": uuid.uuid4().hex, "prompt_tokens": len(s),
-                                                             "e2e_latency": 0.0}} for s in seqs]
+        out = [{"embedding": e, "meta_info": {"id": uuid.uuid4().hex, "prompt_tokens": len(s), "e2e_latency": 0.0}}
+               for s, e in zip(seqs, self.m.last_logits(seqs))]
         return out[0] if single else out
 
 
 class EngineServer:
     """A ThreadingHTTPServer on 127.0.0.1 serving one engine API; records requests; canned faults first."""
 
-    def __init__(self, engine: str, model: TinyEngineModel | str, *, name: str = "tiny-rm", version: str | None = None,
+    def __init__(self, engine: str, model: TinyEngineModel | str, *, name: str = "tiny-rm",
+                 version: str | None = None,
                  api_key: str | None = None, latency: float = 0.0, announce: bool = False, **api_kw: Any) -> None:
         self.model = model if isinstance(model, TinyEngineModel) else TinyEngineModel(model)
-        self.api = (VllmApi(self.model, name, version or "0.11.1") if engine == "vllm"
+        self.api = (VllmApi(self.model, name, version or "0.11.1", **api_kw) if engine == "vllm"
                     else SglangApi(self.model, name, version or "0.5.4", **api_kw))
         self.api_key, self.latency, self.announce = api_key, latency, announce
         self.requests: list[dict] = []
@@ -244,11 +257,14 @@ class EngineServer:
                 finally:
                     with server.lock:
                         server.in_flight -= 1
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the client (or a killed proxy) went away
+                    return
                 if server.announce:
                     print(f"SERVED {self.path}", flush=True)
 

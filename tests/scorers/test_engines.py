@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from engine_sim import EngineServer, TinyEngineModel
+from builders import small_benchmark
 from tiny_models import make_pairs, options
 
 from rmgap_pytest import evaluate
@@ -23,6 +24,7 @@ from rmgap_pytest.scorers._http import RemoteError
 
 PROMPTS, RESPONSES = make_pairs(40, seed=3)
 ENGINES = ["vllm", "sglang"]
+N_BOOT = 100
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,14 @@ def start(served: TinyEngineModel):
     yield _start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def local_run(clf_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The held-back file and a local classifier: run on it, the reference for every remote run."""
+    data = small_benchmark(tmp_path_factory.mktemp("engines") / "heldback.jsonl")
+    return data, evaluate(data, f"classifier:{clf_dir}", cache=False, n_boot=N_BOOT, dtype="float32",
+                          progress=False)
 
 
 @pytest.fixture(autouse=True)
@@ -79,11 +89,11 @@ def test_client_rendering_equals_local_classifier(engine, start, clf_dir):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_gate_metrics_are_identical_to_a_local_run(engine, start, clf_dir, bench_file):
+def test_gate_metrics_are_identical_to_a_local_run(engine, start, clf_dir, local_run):
+    data, local = local_run
     server = start(engine)
-    remote = evaluate(bench_file, f"{engine}:{server.url}", cache=False, n_boot=200, tokenizer=str(clf_dir),
+    remote = evaluate(data, f"{engine}:{server.url}", cache=False, n_boot=N_BOOT, tokenizer=str(clf_dir),
                       progress=False)
-    local = evaluate(bench_file, f"classifier:{clf_dir}", cache=False, n_boot=200, dtype="float32", progress=False)
     assert remote.reference == local.reference
     assert remote.table.equals(local.table)  # every cell, gap and interval
     assert remote.counts["pairs_scored"] == local.counts["pairs_scored"] == 576
@@ -266,7 +276,8 @@ def test_a_dead_replica_at_start_is_noted_and_skipped(engine, start, clf_dir):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_resume_from_the_cache_after_an_interrupted_run(engine, start, clf_dir, bench_file, tmp_path):
+def test_resume_from_the_cache_after_an_interrupted_run(engine, start, clf_dir, local_run, tmp_path):
+    bench_file, local = local_run
     cache = tmp_path / "scores.sqlite"
     server = start(engine)
     # The first run dies mid-way: after 300 pairs the server fails every request.
@@ -286,13 +297,12 @@ def test_resume_from_the_cache_after_an_interrupted_run(engine, start, clf_dir, 
 
     server._handle = flaky
     with pytest.raises(RemoteError, match="HTTP 500"):
-        evaluate(bench_file, spec, cache=cache, n_boot=50, tokenizer=str(clf_dir), progress=False)
+        evaluate(bench_file, spec, cache=cache, n_boot=N_BOOT, tokenizer=str(clf_dir), progress=False)
     server._handle = original
-    resumed = evaluate(bench_file, spec, cache=cache, n_boot=50, tokenizer=str(clf_dir), progress=False)
+    resumed = evaluate(bench_file, spec, cache=cache, n_boot=N_BOOT, tokenizer=str(clf_dir), progress=False)
     stored = resumed.counts["cache_hits"]
     assert 0 < stored <= 300 and resumed.counts["pairs_scored"] == 576 - stored
-    local = evaluate(bench_file, f"classifier:{clf_dir}", cache=False, n_boot=50, dtype="float32", progress=False)
-    assert resumed.reference == local.reference
+    assert resumed.reference == local.reference and resumed.table.equals(local.table)
 
 
 def test_scores_are_finite_floats_not_probabilities(start, clf_dir):
