@@ -10,8 +10,9 @@ A spec names one or more base URLs of replicas of one model
   sends token ids, else asks the server to apply its chat template (vLLM only);
 - cuts the pairs into requests of at most ``batch_size`` pairs (and
   ``TOKENS_PER_REQUEST`` tokens), small enough that ``concurrency`` requests are in
-  flight even for a short call, and sends them through ``_http.HttpPool``
-  (retries, replica failover, one clear error when no replica answers);
+  flight even for a short call; each request renders its own pairs, so rendering
+  overlaps with waiting; requests go through ``_http.HttpPool`` (retries, replica
+  failover, one clear error when no replica answers);
 - checks every answer: one finite number per pair (or the ``label`` column of a
   multi-label head), the right count, nothing else.
 
@@ -184,34 +185,44 @@ class EngineScorer:
         if len(prompts) != len(responses):
             raise ScorerError(f"Scorer {self.spec!r} got {len(prompts)} prompts but {len(responses)} responses; "
                               "they must be parallel lists.")
-        if not prompts:
+        n = len(prompts)
+        if not n:
             return np.zeros(0, dtype=np.float64)
         model = self.model_name  # asks the servers once: identity, name, length limit
-        if self.renderer is not None:
-            encs = self.renderer.render(prompts, responses, self._max_length())
-            batches = self._plan([len(e.ids) for e in encs])
-            payloads = [self._payload_ids(model, [encs[i].ids for i in b]) for b in batches]
-            self.stats.truncated += sum(e.truncated for e in encs)
-        else:  # the engine's chat API takes one conversation per request
-            batches = [[i] for i in range(len(prompts))]
-            payloads = [self._payload_chat(model, str(prompts[i]), str(responses[i])) for i in range(len(prompts))]
-        out = np.empty(len(prompts), dtype=np.float64)
+        max_length = self._max_length() if self.renderer is not None else None
+        # Requests small enough that `concurrency` of them are in flight even for a short call. Each
+        # request renders its own pairs, so rendering overlaps with the other requests' waiting.
+        per = 1 if self.renderer is None else min(self.batch_size, max(1, math.ceil(n / self.concurrency)))
+        groups = [list(range(i, min(i + per, n))) for i in range(0, n, per)]
+        out = np.empty(n, dtype=np.float64)
 
-        def send(b: int) -> None:
-            label = f" (request {b + 1} of {len(batches)}, {len(batches[b])} pairs)"
-            answer = self.pool.post(self.path, payloads[b], label=label)
-            where = f"{self.spec}{label}"
-            raw = self._outputs(answer, len(batches[b]), where)
-            out[batches[b]] = [self._value(v, where, k, answer) for k, v in enumerate(raw)]
-            cut = self._truncated(answer, len(batches[b]))
-            if cut:
-                with self._lock:
-                    self.stats.truncated += cut
+        def send(g: int) -> None:
+            idx = groups[g]
+            if self.renderer is None:  # the engine's chat API takes one conversation per request
+                self._request(idx, self._payload_chat(model, str(prompts[idx[0]]), str(responses[idx[0]])), n, out)
+                return
+            encs = self.renderer.render([prompts[i] for i in idx], [responses[i] for i in idx], max_length)
+            with self._lock:
+                self.stats.truncated += sum(e.truncated for e in encs)
+            for part in _by_tokens(list(zip(idx, encs))):
+                self._request([i for i, _ in part], self._payload_ids(model, [e.ids for _, e in part]), n, out)
 
-        self.pool.map(send, list(range(len(batches))))
-        self.stats.pairs_scored += len(prompts)
+        self.pool.map(send, list(range(len(groups))))
+        self.stats.pairs_scored += n
         self._note_stats()
         return out
+
+    def _request(self, idx: list[int], payload: dict[str, Any], n: int, out: np.ndarray) -> None:
+        """POST one request for pairs ``idx`` and write their scores into ``out``."""
+        label = f" (pair {idx[0] + 1} of {n})" if len(idx) == 1 else f" (pairs {idx[0] + 1}-{idx[-1] + 1} of {n})"
+        answer = self.pool.post(self.path, payload, label=label)
+        where = f"{self.spec}{label}"
+        raw = self._outputs(answer, len(idx), where)
+        out[idx] = [self._value(v, where, k, answer) for k, v in enumerate(raw)]
+        cut = self._truncated(answer, len(idx))
+        if cut:
+            with self._lock:
+                self.stats.truncated += cut
 
     def _max_length(self) -> int | None:
         assert self.renderer is not None
@@ -225,20 +236,6 @@ class EngineScorer:
                 self.stats.notes.append(note)
             return served
         return limit
-
-    def _plan(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Consecutive requests of at most ``batch_size`` pairs and ``TOKENS_PER_REQUEST`` tokens, and
-        small enough that ``concurrency`` requests are in flight: a short call still keeps the server busy."""
-        per = min(self.batch_size, max(1, math.ceil(len(lengths) / self.concurrency)))
-        batches: list[list[int]] = []
-        tokens = 0
-        for i, n in enumerate(lengths):
-            if not batches or len(batches[-1]) >= per or tokens + n > TOKENS_PER_REQUEST:
-                batches.append([])
-                tokens = 0
-            batches[-1].append(i)
-            tokens += n
-        return batches
 
     def _value(self, v: Any, where: str, k: int, answer: Any) -> float:
         """One pair's score from its output: a number, or a vector whose ``label`` entry is the reward."""
@@ -288,3 +285,17 @@ class EngineScorer:
         if label is not None and label >= num_labels:
             raise ScorerError(f"{where}: --rm-label {label} but the head has {num_labels} label(s). "
                               f"Fix: pass a label between 0 and {num_labels - 1}.")
+
+
+def _by_tokens(items: list[tuple[int, Any]]) -> list[list[tuple[int, Any]]]:
+    """Consecutive parts of at most ``TOKENS_PER_REQUEST`` tokens (a single longer pair goes alone)."""
+    parts: list[list[tuple[int, Any]]] = []
+    tokens = 0
+    for item in items:
+        size = len(item[1].ids)
+        if not parts or tokens + size > TOKENS_PER_REQUEST:
+            parts.append([])
+            tokens = 0
+        parts[-1].append(item)
+        tokens += size
+    return parts

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,14 @@ class ClientRenderer:
             else int(self.config.get("num_labels", 2))
         self._tokenizer: Any = None
         self.style = "chat"
+        # One rendering at a time: a fast tokenizer's Rust state is not safe to share across threads.
+        self._lock = threading.Lock()
 
     def _load(self) -> Any:
+        with self._lock:
+            return self._load_locked()
+
+    def _load_locked(self) -> Any:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -97,7 +104,9 @@ class ClientRenderer:
     def render(self, prompts: Sequence[str], responses: Sequence[str], max_length: int | None) -> list[Encoded]:
         """One ``Encoded`` per pair (``ids`` is what the server must score; ``truncated`` says if it was cut)."""
         tok = self._load()
-        encs = [truncate(e, max_length) for e in encode_pairs(tok, list(prompts), list(responses), style=self.style)]
+        with self._lock:
+            encs = [truncate(e, max_length) for e in encode_pairs(tok, list(prompts), list(responses),
+                                                                  style=self.style)]
         if self.style == "pair" and int(self.config.get("type_vocab_size", 0) or 0) > 1 \
                 and any(any(e.type_ids or ()) for e in encs):
             raise ScorerError(f"{self.path}: this tokenizer encodes (prompt, response) as a text pair with token "

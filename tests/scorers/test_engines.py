@@ -206,7 +206,7 @@ def test_nan_is_one_clear_error(engine, start, clf_dir):
     server.canned(200, body.encode())
     with pytest.raises(RemoteError, match=r"answered nan for input 0.*float16") as err:
         engine_scorer(engine, server.url, clf_dir).score(["p"], ["r"])
-    assert "(request 1 of 1, 1 pairs)" in str(err.value)
+    assert f"{engine}:{server.url} (pair 1 of 1)" in str(err.value)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
