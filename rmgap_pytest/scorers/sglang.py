@@ -4,7 +4,8 @@ Start the server with ``python -m sglang.launch_server --model-path MODEL
 --is-embedding``. The shapes below follow SGLang's docs (supported_models/reward_models,
 basic_usage/native_api "Classify (reward model)") and its server code
 (srt/entrypoints/http_server.py, srt/managers/io_struct.py ``EmbeddingReqInput``,
-srt/models/llama_reward.py), read for SGLang 0.4 through main in 2026:
+srt/models/llama_reward.py), read from SGLang's main branch in 2026, with the older
+``/get_model_info`` and ``/get_server_info`` paths that the current ones replaced:
 
 - ``POST /classify`` ``{"model": NAME, "input_ids": [[ids], ...]}`` ->
   ``[{"embedding": [float, ...], "meta_info": {"prompt_tokens": n, ...}}, ...]``,

@@ -4,7 +4,8 @@ Start the server with ``vllm serve MODEL --runner pooling`` (``*ForSequenceClass
 reward models are detected and converted to the ``classify`` task). The
 shapes below follow vLLM's docs (docs/models/pooling_models/{pooling,classify,reward}.md)
 and its request models (vllm/entrypoints/pooling/base/protocol.py and
-pooling/protocol.py), read for vLLM 0.11.1 through main in 2026:
+pooling/protocol.py, pooling/serving.py), read from vLLM's main branch in 2026, and the
+v0.11.1 API reference (``PoolingParams.use_activation``):
 
 - ``GET /v1/models`` -> ``{"object": "list", "data": [{"id": NAME, "root": PATH,
   "parent": null, "max_model_len": N, ...}]}``; ``GET /version`` -> ``{"version": "0.11.1"}``.
