@@ -33,7 +33,8 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-label", "rm_label", None, "classifier: the logit of a multi-label head to score with (0-based)"),
     ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
     ("--rm-allow-pickle", "rm_allow_pickle", None, "load *.bin/*.pt weights (default: safetensors only)"),
-    ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version"),
+    ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version (vllm:/sglang: it replaces the server's "
+     "reported identity)"),
     ("--rm-concurrency", "rm_concurrency", "RMGAP_CONCURRENCY", "remote kinds: requests in flight (default 16; "
      "http(s): 1)"),
     ("--rm-api-model", "rm_api_model", "RMGAP_API_MODEL", "remote kinds: the served model name to request"),

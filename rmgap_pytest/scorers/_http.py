@@ -234,29 +234,24 @@ class HttpPool:
                               failure.status) from None
 
     def per_replica(self, path: str, replicas: Sequence[int] | None = None) -> list[tuple[str, Any]]:
-        """GET ``path`` from every replica (or those listed) once, without failover:
-        ``[(base_url, answer or RemoteError)]`` in replica order.
-
-        For questions whose answer must agree across replicas (which model do you serve?).
-        A transient failure gets one more try on the same replica.
-        """
+        """GET ``path`` from every replica (or those listed), without failover and with one retry on a
+        transient failure: ``[(base_url, answer or RemoteError)]``. For answers that must agree across
+        replicas (which model do you serve?)."""
         out: list[tuple[str, Any]] = []
         for i in range(len(self.urls)) if replicas is None else replicas:
-            base = self.urls[i]
-            result: Any = None
-            for attempt in range(2):
+            for attempt in (1, 2):
                 try:
                     result = self._once(i, "GET", path, None, "")
-                    break
                 except _Retryable as exc:
                     result = RemoteError(f"{self.what} at {exc.url} gave no answer to GET: {exc.reason}. Fix: "
                                          f"{_unreachable_fix(exc.reason, exc.url)}", exc.status)
-                    if attempt == 0:
+                    if attempt == 1:
                         time.sleep(min(exc.retry_after or 0.2, 2.0))
+                        continue
                 except RemoteError as exc:
                     result = exc
-                    break
-            out.append((base, result))
+                break
+            out.append((self.urls[i], result))
         return out
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
