@@ -314,3 +314,18 @@ def test_scores_are_finite_floats_not_probabilities(start, clf_dir):
     sigmoid = 1 / (1 + np.exp(-local_scores(clf_dir)))
     assert not np.allclose(scores, sigmoid, atol=1e-3)
     assert math.isfinite(float(scores.sum()))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bad_specs_and_options_fail_before_any_request(engine, clf_dir, tmp_path):
+    with pytest.raises(RemoteError, match="carries credentials") as err:
+        engine_scorer(engine, "http://user:s3cret@127.0.0.1:8000", clf_dir)
+    assert "s3cret" not in str(err.value)
+    with pytest.raises(ScorerError, match="concurrency must be at least 1"):
+        engine_scorer(engine, "http://127.0.0.1:8000", clf_dir, concurrency=0)
+    with pytest.raises(ScorerError, match="is not a directory"):
+        engine_scorer(engine, "http://127.0.0.1:8000", None, tokenizer=str(tmp_path / "missing"))
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.json").write_text("{}")
+    with pytest.raises(ScorerError, match="has no config.json"):
+        engine_scorer(engine, "http://127.0.0.1:8000", None, tokenizer=str(tmp_path / "tok"))
