@@ -30,7 +30,7 @@ import json
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ class ServedModel:
     """What one replica says it serves."""
 
     names: tuple[str, ...]  # the names a request may use ("model"); the first is the default
-    facts: dict[str, Any] = field(compare=True)  # everything reported that identifies the model
+    facts: dict[str, Any]  # everything reported that identifies the model (goes into the fingerprint)
     max_model_len: int | None = None
     summary: str = ""  # one line for the report
 
