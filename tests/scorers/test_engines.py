@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import socket
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def test_server_limit_below_the_model_limit_is_noted(engine, start, clf_dir, ser
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_fingerprint_follows_the_reported_identity(engine, start, clf_dir, served):
+def test_fingerprint_follows_the_reported_identity(engine, start, clf_dir, served, tmp_path):
     a = start(engine)
     first = engine_scorer(engine, a.url, clf_dir).fingerprint
     assert first.startswith(f"{engine}:tiny-rm:")
@@ -136,6 +137,11 @@ def test_fingerprint_follows_the_reported_identity(engine, start, clf_dir, serve
     assert engine_scorer(engine, newer.url, clf_dir).fingerprint != first
     assert engine_scorer(engine, a.url, clf_dir, label=0).fingerprint != first
     assert engine_scorer(engine, a.url, clf_dir, max_length=100).fingerprint != first
+    edited = tmp_path / "tokenizer"  # another chat template renders other tokens: another cache key
+    shutil.copytree(clf_dir, edited)
+    template = edited / "chat_template.jinja"  # where transformers 5 saves the template
+    template.write_text(template.read_text().replace("{{ eos_token }}", "\n{{ eos_token }}"))
+    assert engine_scorer(engine, a.url, edited).fingerprint != first
     if engine == "sglang":  # SGLang reports a weight version (--weight-version): new weights, new cache key
         reweighted = start(engine, weight_version="step-200")
         assert engine_scorer(engine, reweighted.url, clf_dir).fingerprint != first
