@@ -74,7 +74,7 @@ def local_scores(clf_dir: Path, prompts=PROMPTS, responses=RESPONSES, **kw: obje
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_client_rendering_equals_local_classifier(engine, start, clf_dir):
-    server = start(engine)
+    server = start(engine, latency=0.5)  # long enough that the four requests overlap on a loaded machine
     scorer = engine_scorer(engine, server.url, clf_dir, concurrency=4)
     assert server.requests == []  # constructing never contacts the server
     scores = scorer.score(PROMPTS, RESPONSES)

@@ -50,7 +50,7 @@ def test_gate_reports_an_unreachable_server_as_a_scoring_failure(pytester, clf_d
 
 def test_rmgap_eval_against_sglang(server, clf_dir, local_run, tmp_path, capsys):
     data, local = local_run
-    sglang = EngineServer("sglang", server.model).start()
+    sglang = EngineServer("sglang", server.model, latency=0.3).start()  # requests overlap even under load
     try:
         code = main(["eval", "--rm-model", f"sglang:{sglang.url}", "--tokenizer", str(clf_dir), "--concurrency", "3",
                      "--data", str(data), "--out", str(tmp_path / "out"), "--bootstrap", str(N_BOOT), "--no-cache",

@@ -39,7 +39,7 @@ def _no_key_and_fast_backoff(monkeypatch):
 
 
 def test_server_side_template_sends_one_conversation_per_request(vllm, clf_dir):
-    server = vllm()
+    server = vllm(latency=0.5)  # long enough that eight requests overlap on a loaded machine
     scorer = engine_scorer("vllm", server.url, None, concurrency=8)
     scores = scorer.score(PROMPTS[:12], RESPONSES[:12])
     posts = server.posts()
