@@ -255,7 +255,7 @@ def test_evaluate_matches_local_python_scorer(server, tmp_path):
 
 
 def test_several_batches_in_flight_only_when_asked(server):
-    server.delay = 0.2
+    server.delay = 0.5  # long enough that four requests overlap on a loaded machine
     ps, rs = _pairs(8)
     expected = [float(len(r) - len(p)) for p, r in zip(ps, rs)]
     assert load_scorer(server.url, batch_size=2, cache=False).score(ps, rs).tolist() == expected
