@@ -49,6 +49,11 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="run the model repository's own Python code (off by default)")
     p.add_argument("--scorer-version", default=None, help="python: and http(s): scorers are cached only under a version")
+    p.add_argument("--concurrency", type=_positive_int, default=None,
+                   help="remote kinds: requests in flight (default 16; http(s): 1)")
+    p.add_argument("--api-model", default=None, metavar="NAME", help="remote kinds: the served model name to request")
+    p.add_argument("--tokenizer", default=None, metavar="DIR", help="vllm:/sglang: render on the client with this "
+                   "model directory's tokenizer files and config.json, and send token ids")
     p.add_argument("--cache", default=None, metavar="PATH", help="score cache file (default: $RMGAP_CACHE or "
                    "~/.cache/rmgap-pytest/scores.sqlite)")
     p.add_argument("--no-cache", action="store_true", help="score every pair again; read and write no cache")
@@ -59,7 +64,8 @@ def scorer_options(args: argparse.Namespace) -> dict:
     return dict(ref_model=args.ref_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                 max_length=args.max_length, aggregate=args.aggregate, trust_remote_code=args.trust_remote_code,
                 label=args.label, allow_pickle=args.allow_pickle,
-                version=args.scorer_version, progress=False if args.no_progress else None)
+                version=args.scorer_version, progress=False if args.no_progress else None,
+                concurrency=args.concurrency, api_model=args.api_model, tokenizer=args.tokenizer)
 
 
 def cache_setting(args: argparse.Namespace) -> bool | str:

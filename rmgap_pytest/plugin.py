@@ -33,7 +33,13 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-label", "rm_label", None, "classifier: the logit of a multi-label head to score with (0-based)"),
     ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
     ("--rm-allow-pickle", "rm_allow_pickle", None, "load *.bin/*.pt weights (default: safetensors only)"),
-    ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version"),
+    ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version (vllm:/sglang: it replaces the server's "
+     "reported identity)"),
+    ("--rm-concurrency", "rm_concurrency", "RMGAP_CONCURRENCY", "remote kinds: requests in flight (default 16; "
+     "http(s): 1)"),
+    ("--rm-api-model", "rm_api_model", "RMGAP_API_MODEL", "remote kinds: the served model name to request"),
+    ("--rm-tokenizer", "rm_tokenizer", None, "vllm:/sglang: render and truncate on the client with this model "
+     "directory's tokenizer files and config.json, and send token ids"),
     ("--rmgap-data", "rmgap_data", "RMGAP_DATA", "RMGAP JSONL file (default: the embedded sample)"),
     ("--rmgap-thresholds", "rmgap_thresholds", "RMGAP_THRESHOLDS", "thresholds YAML (default: built-in)"),
     ("--rmgap-report", "rmgap_report", "RMGAP_REPORT", "directory for metrics.json, report.json/.md/.html"),
@@ -79,7 +85,7 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                                 f"{', '.join(_AGGREGATES)}.")
     if values["rm_label"] is not None and not str(values["rm_label"]).strip().isdigit():
         raise pytest.UsageError(f"--rm-label: {values['rm_label']!r} is not a logit index (0, 1, ...).")
-    for name in ("rm_batch_size", "rm_max_length"):
+    for name in ("rm_batch_size", "rm_max_length", "rm_concurrency"):
         if values[name] is not None:
             text = str(values[name]).strip()
             if not text.isdigit() or int(text) < 1:
@@ -91,7 +97,8 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                    trust_remote_code=bool(values["rm_trust_remote_code"]) or None,
                    allow_pickle=bool(values["rm_allow_pickle"]) or None, aggregate=values["rm_aggregate"],
                    label=int(values["rm_label"]) if values["rm_label"] is not None else None,
-                   version=values["rm_scorer_version"])
+                   version=values["rm_scorer_version"], concurrency=ints.get("rm_concurrency"),
+                   api_model=values["rm_api_model"], tokenizer=values["rm_tokenizer"])
     return GateSettings(model=values["rm_model"], data=values["rmgap_data"], thresholds=values["rmgap_thresholds"],
                         report=values["rmgap_report"], baseline=values["rmgap_baseline"],
                         update_baseline=bool(values["rmgap_update_baseline"]), cache=values["rmgap_cache"],

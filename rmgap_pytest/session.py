@@ -205,7 +205,7 @@ class GateSession:
             self.messages.append(f"baseline updated: {self.settings.baseline}")
 
 
-_NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:")
+_NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:", "vllm:", "sglang:")
 
 
 def worker_device(worker_id: str | None, device: str | None, spec: str = "") -> str | None:

@@ -4,6 +4,10 @@ import pytest
 # cannot be imported twice in one process: import the gate's stack up front.
 import numpy  # noqa: F401
 import pandas  # noqa: F401
+# httpx maps httpcore's exceptions through a table it builds on first use: a second httpcore
+# imported inside a later run would raise exceptions that table no longer recognises.
+import httpcore  # noqa: F401
+import httpx  # noqa: F401
 import rmgap_pytest.cache  # noqa: F401
 import rmgap_pytest.items  # noqa: F401
 import rmgap_pytest.report  # noqa: F401

@@ -28,6 +28,8 @@ KINDS: dict[str, str] = {
     "python": "rmgap_pytest.scorers.python:PythonScorer",
     "http": "rmgap_pytest.scorers.remote:RemoteScorer",
     "https": "rmgap_pytest.scorers.remote:RemoteScorer",
+    "vllm": "rmgap_pytest.scorers.vllm:VllmScorer",
+    "sglang": "rmgap_pytest.scorers.sglang:SglangScorer",
 }
 
 _OPTION_NAMES = [f.name for f in dataclasses.fields(ScorerOptions)]
@@ -85,6 +87,8 @@ _EXAMPLES = {
     "python": "python:my_package.rewards:score",
     "http": "http://127.0.0.1:8000/score",
     "https": "https://rm.example.com/score",
+    "vllm": "vllm:http://127.0.0.1:8000 (several replicas: vllm:http://a:8000,http://b:8000)",
+    "sglang": "sglang:http://127.0.0.1:30000 (with --rm-tokenizer=DIR)",
 }
 
 

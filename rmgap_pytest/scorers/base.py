@@ -64,3 +64,6 @@ class ScorerOptions:
     gamma: float = 0.93  # discounted_sum discount, as the EndoRM reference
     version: str | None = None  # python: scorers are cached only when a version is named
     seed: int = 0  # builtin:random
+    concurrency: int | None = None  # requests in flight; None = _http.DEFAULT_CONCURRENCY (http(s): 1)
+    api_model: str | None = None  # remote kinds: the served model name to request; None = the server's only model
+    tokenizer: str | None = None  # vllm:/sglang: render and truncate on the client with these tokenizer files
