@@ -13,7 +13,6 @@ traceback; an evaluation that completed exits 0 whatever its scores.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -51,10 +50,11 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="run the model repository's own Python code (off by default)")
     p.add_argument("--scorer-version", default=None, help="python: and http(s): scorers are cached only under a version")
-    p.add_argument("--concurrency", type=_positive_int, default=None, help="remote scorers: requests in flight "
-                   "(default 16)")
-    p.add_argument("--api-model", default=None, metavar="NAME", help="remote judges: the model name (default: the "
-                   "one GET /v1/models lists; env RMGAP_API_MODEL)")
+    p.add_argument("--concurrency", type=_positive_int, default=None,
+                   help="remote kinds: requests in flight (default 16; http(s): 1)")
+    p.add_argument("--api-model", default=None, metavar="NAME", help="remote kinds: the served model name to request")
+    p.add_argument("--tokenizer", default=None, metavar="DIR", help="vllm:/sglang: render on the client with this "
+                   "model directory's tokenizer files and config.json, and send token ids")
     p.add_argument("--judge-template", default=None, metavar="FILE", help="verifier/judge/ranker: a prompt "
                    "template file replacing the default (docs/judges.md)")
     p.add_argument("--judge-score", default=None, choices=["rating", "expected"],
@@ -74,7 +74,7 @@ def scorer_options(args: argparse.Namespace) -> dict:
                 max_length=args.max_length, aggregate=args.aggregate, trust_remote_code=args.trust_remote_code,
                 label=args.label, allow_pickle=args.allow_pickle,
                 version=args.scorer_version, progress=False if args.no_progress else None,
-                concurrency=args.concurrency, api_model=args.api_model or os.environ.get("RMGAP_API_MODEL") or None,
+                concurrency=args.concurrency, api_model=args.api_model, tokenizer=args.tokenizer,
                 judge_template=args.judge_template, judge_score=args.judge_score,
                 judge_max_tokens=args.judge_max_tokens, ranker_orders=args.ranker_orders)
 
@@ -180,7 +180,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .report import write_report_files
 
     paths.update(write_report_files(ev, args.out))
-    print(terminal_summary(ev, files=paths))
+    import shutil
+
+    print(terminal_summary(ev, files=paths, width=shutil.get_terminal_size().columns))
     return EXIT_OK
 
 

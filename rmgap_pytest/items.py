@@ -13,6 +13,8 @@ import pytest
 
 from .session import GateSession
 
+PREFIX = "rmgap::"
+
 
 class GateFailure(Exception):
     """A check failed: shown as its message, never as a traceback."""
@@ -22,9 +24,29 @@ class GateCollector(pytest.Collector):
     def __init__(self, *, gate: GateSession, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
+        self._examples: dict[str, list[str]] | None = None
 
     def collect(self) -> list["GateItem"]:
         return [GateItem.from_parent(self, name=spec.id, gate=self.gate) for spec in self.gate.checks]
+
+    def failure_text(self, check_id: str, rows: Any) -> str:
+        """The item's FAILURES entry; the examples of all failing items are planned together, once."""
+        from .failures import Texts, gate_message, plan_examples
+
+        width, verbose = terminal_width(self.config), self.config.get_verbosity()
+        if self._examples is None:
+            selected = {i.name for i in self.session.items if isinstance(i, GateItem)}
+            self._examples = plan_examples(self.gate, selected, verbose, width, Texts.of(self.gate.bench))
+        return gate_message(self.gate, check_id, rows, examples=self._examples.get(check_id, []), width=width,
+                            verbose=verbose)
+
+
+def terminal_width(config: pytest.Config) -> int:
+    """The terminal's columns; an xdist worker has no terminal and uses the controller's."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and workerinput.get("rmgap_width"):
+        return int(workerinput["rmgap_width"])
+    return int(config.get_terminal_writer().fullwidth)
 
 
 class GateItem(pytest.Item):
@@ -47,7 +69,7 @@ class GateItem(pytest.Item):
             # Reported at the item ("rmgap::cell[...]"), not at this line of the plugin.
             raise pytest.skip.Exception(f"{self.name}: {rows['reason'].iloc[0]}", _use_item_location=True)
         if status == "fail":
-            raise GateFailure(gate.failure_message(self.name, rows))
+            raise GateFailure(self.parent.failure_text(self.name, rows))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, GateFailure):
@@ -55,7 +77,15 @@ class GateItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[str, int, str]:
-        return "rmgap", 0, f"rmgap::{self.name}"
+        """The third part heads the item's FAILURES entry: the id, then who it speaks for, if it fits."""
+        from .views import clip
+        from .words import who
+
+        spec = next((s for s in self.gate.checks if s.id == self.name), None)
+        words = who(spec.kind, spec.domain, spec.dimension, spec.level) if spec else ""
+        head = f"{PREFIX}{self.name}"
+        room = terminal_width(self.config) - len(head) - 10  # pytest draws "___ head ___"
+        return "rmgap", 0, f"{head}: {clip(words, room)}" if words and room >= 16 else head
 
 
 def _prop(value: Any) -> str:
@@ -95,6 +125,7 @@ def write_summary(terminalreporter: Any, gate: GateSession) -> None:
         return
     checks, comparison = gate.shown()
     tr.write_line(terminal_summary(gate.result.evaluation, checks=checks, comparison=comparison,
-                                   files=gate.files or None))
+                                   files=gate.files or None, width=terminal_width(tr.config),
+                                   verbose=tr.config.get_verbosity()))
     for message in gate.messages:
         tr.write_line(message)

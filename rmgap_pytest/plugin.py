@@ -34,10 +34,13 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-label", "rm_label", None, "classifier: the logit of a multi-label head to score with (0-based)"),
     ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
     ("--rm-allow-pickle", "rm_allow_pickle", None, "load *.bin/*.pt weights (default: safetensors only)"),
-    ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version"),
-    ("--rm-concurrency", "rm_concurrency", "RMGAP_CONCURRENCY", "remote scorers: requests in flight (default 16)"),
-    ("--rm-api-model", "rm_api_model", "RMGAP_API_MODEL", "remote judges: the model name (default: the one "
-     "GET /v1/models lists)"),
+    ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version (vllm:/sglang: it replaces the server's "
+     "reported identity)"),
+    ("--rm-concurrency", "rm_concurrency", "RMGAP_CONCURRENCY", "remote kinds: requests in flight (default 16; "
+     "http(s): 1)"),
+    ("--rm-api-model", "rm_api_model", "RMGAP_API_MODEL", "remote kinds: the served model name to request"),
+    ("--rm-tokenizer", "rm_tokenizer", None, "vllm:/sglang: render and truncate on the client with this model "
+     "directory's tokenizer files and config.json, and send token ids"),
     ("--rm-judge-template", "rm_judge_template", None, "verifier/judge/ranker: a prompt template file replacing "
      "the default (docs/judges.md)"),
     ("--rm-judge-score", "rm_judge_score", None, "judge: rating (default) or expected (probability-weighted "
@@ -108,9 +111,9 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                    allow_pickle=bool(values["rm_allow_pickle"]) or None, aggregate=values["rm_aggregate"],
                    label=int(values["rm_label"]) if values["rm_label"] is not None else None,
                    version=values["rm_scorer_version"], concurrency=ints.get("rm_concurrency"),
-                   api_model=values["rm_api_model"], judge_template=values["rm_judge_template"],
-                   judge_score=values["rm_judge_score"], judge_max_tokens=ints.get("rm_judge_max_tokens"),
-                   ranker_orders=ints.get("rm_ranker_orders"))
+                   api_model=values["rm_api_model"], tokenizer=values["rm_tokenizer"],
+                   judge_template=values["rm_judge_template"], judge_score=values["rm_judge_score"],
+                   judge_max_tokens=ints.get("rm_judge_max_tokens"), ranker_orders=ints.get("rm_ranker_orders"))
     return GateSettings(model=values["rm_model"], data=values["rmgap_data"], thresholds=values["rmgap_thresholds"],
                         report=values["rmgap_report"], baseline=values["rmgap_baseline"],
                         update_baseline=bool(values["rmgap_update_baseline"]), cache=values["rmgap_cache"],
@@ -201,6 +204,7 @@ class GatePlugin:
             self.store = str(Path(tempfile.mkdtemp(prefix="rmgap-run-")) / "scores.sqlite")
         node.workerinput["rmgap_store"] = self.store
         node.workerinput["rmgap_run_id"] = self.run_id
+        node.workerinput["rmgap_width"] = self.config.get_terminal_writer().fullwidth  # workers have no terminal
 
     def _prepare(self) -> None:
         from .items import prepare_with_progress

@@ -42,18 +42,38 @@ def _clean(value: Any) -> Any:
 
 
 def report_dict(ev: Evaluation, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    out = ev.outcomes
-    return _clean({
-        "version": REPORT_VERSION,
-        "meta": ev.meta,
-        "counts": ev.counts,
-        "reference": ev.reference,
-        "metrics": ev.table.to_dict(orient="records"),
-        "bias": ev.bias.to_dict(orient="records"),  # bias.bias_table: style bias and preference sensitivity
-        "findings": findings(ev.bias),
-        **(extra or {}),
-        "outcomes": {"columns": OUTCOME_COLUMNS, "rows": out[OUTCOME_COLUMNS].to_numpy().tolist()},
-    })
+    return {**_head(ev, extra), "outcomes": {"columns": OUTCOME_COLUMNS, "rows": outcome_rows(ev.outcomes)}}
+
+
+def _head(ev: Evaluation, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return _clean({"version": REPORT_VERSION, "meta": ev.meta, "counts": ev.counts, "reference": ev.reference,
+                   "metrics": ev.table.to_dict(orient="records"),
+                   "bias": ev.bias.to_dict(orient="records"),  # bias.bias_table: style bias and preference sensitivity
+                   "findings": findings(ev.bias), **(extra or {})})
+
+
+def outcome_rows(out: pd.DataFrame) -> list[list[Any]]:
+    """Per item, the OUTCOME_COLUMNS as JSON-ready Python values (NaN/inf -> null), column by column.
+
+    Vectorised per column: cleaning 13,164 x 22 values one by one cost most of report.json's time.
+    """
+    cols = []
+    for c in OUTCOME_COLUMNS:
+        v = out[c].to_numpy()
+        obj = v.astype(object)  # numpy ints, floats, bools -> Python objects json knows
+        bad = pd.isna(v) if v.dtype.kind not in "fc" else ~np.isfinite(v)
+        obj[np.asarray(bad, bool)] = None
+        cols.append(obj)
+    return [list(row) for row in zip(*cols)] if cols and len(out) else []
+
+
+def run_json(ev: Evaluation, extra: dict[str, Any] | None = None) -> str:
+    """report.json's text: the run indented for reading, then one outcome row per line (same JSON as
+    ``json.dumps(report_dict(...))``; one value per line made the file 4x larger and slower to write)."""
+    head = json.dumps(_head(ev, extra), indent=1)
+    rows = ",\n".join(json.dumps(r, separators=(",", ":")) for r in outcome_rows(ev.outcomes))
+    columns = json.dumps(OUTCOME_COLUMNS)
+    return f'{head[:-2]},\n "outcomes": {{\n  "columns": {columns},\n  "rows": [\n{rows}\n]}}\n}}\n'
 
 
 def ensure_dir(path: str | Path, what: str = "report directory") -> Path:
@@ -82,14 +102,14 @@ def write_run(ev: Evaluation, out_dir: str | Path, extra: dict[str, Any] | None 
     d = ensure_dir(out_dir)
     paths = {"metrics": d / "metrics.json", "report": d / "report.json"}
     paths["metrics"].write_text(json.dumps(_clean(ev.reference), indent=2) + "\n")
-    paths["report"].write_text(json.dumps(report_dict(ev, extra), indent=1) + "\n")
+    paths["report"].write_text(run_json(ev, extra))
     return paths
 
 
 def save_baseline(ev: Evaluation, path: str | Path) -> Path:
     """A baseline is a report.json written to the given path."""
     p = ensure_parent(path)
-    p.write_text(json.dumps(report_dict(ev), indent=1) + "\n")
+    p.write_text(run_json(ev))
     return p
 
 

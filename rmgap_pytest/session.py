@@ -178,40 +178,11 @@ class GateSession:
         rows = self.result.checks[self.result.checks["id"] == check_id]
         return check_status(rows), rows
 
-    def failure_message(self, check_id: str, rows: pd.DataFrame) -> str:
-        from .report import describe_record, worst_records
+    def failure_message(self, check_id: str, rows: pd.DataFrame, width: int = 100) -> str:
+        """A failing item's message (``failures.gate_message``: value, interval, threshold, examples)."""
+        from .failures import Texts, gate_message
 
-        lines = [f"{check_id} failed"]
-        for r in rows.itertuples(index=False):
-            if r.status != "fail":
-                continue
-            op = ">=" if r.direction == "min" else "<="
-            name = f"{r.metric} change" if r.kind == "regression" else r.metric
-            support = f", support {int(r.support)} prompt groups" if pd.notna(r.support) else ""
-            lines.append(f"  {name}: {_fmt(r.value)} "
-                         f"[95% {_fmt(r.lo)}, {_fmt(r.hi)}], needs {op} {_fmt(r.threshold)}{support}"
-                         + (f" - {r.reason}" if r.reason else ""))
-        spec = next(s for s in self.checks if s.id == check_id)
-        mask = self._mask(spec)
-        if mask is not None:
-            worst = worst_records(self.result.evaluation, mask=mask, n=3)
-            if worst:
-                lines.append("  newly wrong (right in the baseline):" if spec.kind == "regression" and
-                             self.base_bon is not None else "  most wrong:")
-            lines += [f"    record {describe_record(w)}" for w in worst]
-        return "\n".join(lines)
-
-    def _mask(self, spec: CheckSpec) -> "pd.Series | None":
-        out = self.result.evaluation.outcomes
-        if spec.domain in ("Avg", "All"):
-            mask = pd.Series(True, index=out.index)
-        else:
-            mask = out["domain"] == spec.domain
-        if spec.dimension and spec.level and spec.kind in ("cell", "regression"):
-            mask &= out[spec.dimension] == spec.level
-        if spec.kind == "regression" and self.base_bon is not None:
-            mask &= self.base_bon & ~out["bon"].to_numpy()  # the items this change broke
-        return mask
+        return gate_message(self, check_id, rows, width=width, texts=Texts.of(self.bench))
 
     # -- files -----------------------------------------------------------------------------------------
     def finish(self) -> None:
@@ -234,15 +205,7 @@ class GateSession:
             self.messages.append(f"baseline updated: {self.settings.baseline}")
 
 
-def _fmt(value: Any) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "n/a"
-    return "n/a" if v != v else f"{v:.3f}"
-
-
-_NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:",
+_NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:", "vllm:", "sglang:",
              "verifier:http", "judge:http", "ranker:http")  # judges behind a server
 
 

@@ -5,6 +5,10 @@ import pytest
 import numpy  # noqa: F401
 import pandas  # noqa: F401
 import scipy.special  # noqa: F401  (bias.py imports it lazily, inside a run: numpy.fft's extension must not load twice)
+# httpx maps httpcore's exceptions through a table it builds on first use: a second httpcore
+# imported inside a later run would raise exceptions that table no longer recognises.
+import httpcore  # noqa: F401
+import httpx  # noqa: F401
 import rmgap_pytest.cache  # noqa: F401
 import rmgap_pytest.items  # noqa: F401
 import rmgap_pytest.report  # noqa: F401

@@ -109,10 +109,14 @@ def test_failing_cell_reports_value_interval_threshold_and_records(gate_dir):
                       "cell and All/Formality")
     assert result.ret == 1
     out = result.stdout.str()
-    assert "cell[All/Formality=casual] failed" in out
-    result.stdout.re_match_lines([r"\s+BoN: 0\.000 \[95% 0\.000, 0\.000\], needs >= 0\.250, support 48 prompt groups.*",
-                                  r"\s+most wrong:", r"\s+record \S+ \(group \d, prompt \d\): right answer response\d, "
-                                                     r"model preferred response\d by .*"])
+    # Issue 14: the entry's header names the users beside the id; one line says value, interval and floor
+    # (the cell's other failing metric named); examples quote the prompt, the preferred and the right response.
+    result.stdout.re_match_lines([r"_+ rmgap::cell\[All/Formality=casual\]: users who want a casual tone _+",
+                                  r"Pair 0\.000 \[0\.00, 0\.00\] vs floor 0\.500: below the floor; BoN too \(48 groups\)",
+                                  r"most wrong: 3 of \d+ wrong items, one per record:",
+                                  r'  \S+, user \d, prompt \d: "user \d of \S+, wording \d"',
+                                  r'    preferred response\d \(\w+, by [\d.]+\): "answer \d of .*',
+                                  r'    right response\d \(casual\): "answer \d of .*'])
     assert "Traceback" not in out
 
 
@@ -265,3 +269,52 @@ def test_scorer_error_under_xdist_is_not_retried_by_the_controller(pytester, tmp
     assert result.ret == 1 and "raised RuntimeError: GPU fell over" in result.stdout.str()
     assert len(log.read_text().split()) <= 2  # once per worker at most, none from the controller
     assert "Traceback" not in result.stdout.str()
+
+
+def _between(lines, start, end):
+    """The lines after the first line containing ``start`` up to the first containing ``end``."""
+    i = next(k for k, line in enumerate(lines) if start in line)
+    j = next(k for k, line in enumerate(lines) if k > i and end in line)
+    return lines[i + 1:j]
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_failures_fit_the_terminal_and_v_gives_more(gate_dir, xdist, monkeypatch):
+    """Issue 14: FAILURES entries and the summary use the terminal's width; -v shows every metric and example."""
+    monkeypatch.setenv("COLUMNS", "90")
+    pytester, data, _ = gate_dir
+    args = ["--rm-model=python:reversed_rm:score", f"--rmgap-data={data}", *xdist]
+    short, verbose = run_gate(pytester, *args), run_gate(pytester, *args, "-v")
+    assert short.ret == verbose.ret == 1
+    n_fail = short.parseoutcomes()["failed"]
+    assert n_fail == verbose.parseoutcomes()["failed"] > 10
+    for result in (short, verbose):
+        body = _between(result.stdout.lines, "= FAILURES =", "= short test summary info =")
+        assert max(len(line) for line in body) <= 90
+        assert all(len(line) <= 90 for line in body if line.startswith("_"))  # who-words clipped in headers
+    s_body = _between(short.stdout.lines, "= FAILURES =", "= RMGAP generalization report =")
+    v_body = _between(verbose.stdout.lines, "= FAILURES =", "= RMGAP generalization report =")
+    s_examples, v_examples = (sum("most wrong:" in line for line in b) for b in (s_body, v_body))
+    assert 0 < s_examples < n_fail == v_examples  # -v: every failure gets its examples
+    messages = [line for line in s_body if not line.startswith(("_", "[gw"))]  # not pytest's or xdist's headers
+    assert len(messages) <= 130  # the default line budget of messages (failures.LINE_BUDGET)
+    assert len(v_body) > len(s_body)
+    body = _between(verbose.stdout.lines, "= FAILURES =", "= RMGAP generalization report =")
+    start = next(k for k, line in enumerate(body) if line.startswith("_") and "rmgap::cell[All/Conciseness=terse]" in line)
+    cell = [line for line in body[start + 1:start + 4] if not line.startswith("[gw")][:2]
+    assert sorted(line.split(" ")[0] for line in cell) == ["BoN", "Pair"], cell  # -v: a line per failing metric
+
+
+def test_a_run_failing_many_checks_stays_short(pytester, tmp_path, monkeypatch):
+    """A weak model on a few hundred records fails ~100 items; the whole output stays a few hundred lines."""
+    from rmgap_pytest.synth import write_synthetic
+
+    monkeypatch.setenv("RMGAP_CACHE", "off")
+    monkeypatch.setenv("COLUMNS", "80")
+    data = write_synthetic(pytester.path / "synth.jsonl", 300, seed=1)
+    result = run_gate(pytester, "--rm-model=builtin:length", f"--rmgap-data={data}", "--rmgap-report=out")
+    n_fail = result.parseoutcomes()["failed"]
+    assert n_fail >= 60
+    assert len(result.stdout.lines) < 400
+    assert max(len(line) for line in _between(result.stdout.lines, "= FAILURES =", "= short test")) <= 80
+    assert len((pytester.path / "out/report.md").read_text(encoding="utf-8")) < 65_000

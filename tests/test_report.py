@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
 import re
 import struct
@@ -18,6 +19,7 @@ from rmgap_pytest.evaluation import evaluate, evaluation_from_scores, score_benc
 from rmgap_pytest.metrics import compare
 from rmgap_pytest.scorers import load_scorer
 from rmgap_pytest.synth import write_synthetic
+from rmgap_pytest.verdict import failure_groups
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_BOOT = 200
@@ -100,10 +102,12 @@ def test_terminal_gate_and_baseline_sections(ev, checks, comparison) -> None:
     text = report.terminal_summary(ev, checks, comparison, files=files)
     c = checks.status.value_counts()
     assert f"Gate: {c['pass']} passed, {c['fail']} failed, 1 skipped" in text
-    failed_ids = checks[checks.status == "fail"].id.tolist()
-    assert failed_ids and all(i in text for i in failed_ids[: report.N_TERMINAL_FAILS])
+    # Failures are grouped by kind and the most severe of each group are named (the FAILURES entries hold all).
+    for group in failure_groups(checks):
+        worst = group.rows.drop_duplicates("id").id.tolist()
+        assert worst and all(i in text for i in worst[:3])
     n_reg = int(comparison.regressed.sum())
-    assert n_reg and f"Against the baseline: {n_reg} regressions" in text
+    assert n_reg and "Against the baseline" in text and f"Regressed metrics: {n_reg}" in text
     assert "out/report.html" in text
     assert max(len(x) for x in text.splitlines()) <= 100
 
@@ -115,7 +119,8 @@ def test_terminal_fits_a_narrow_width(ev, checks, comparison) -> None:
 
 def test_terminal_says_no_regressions(ev) -> None:
     same = compare(ev.outcomes, ev.outcomes, n_boot=N_BOOT)
-    assert "Against the baseline: no regressions" in report.terminal_summary(ev, comparison=same)
+    text = report.terminal_summary(ev, comparison=same)
+    assert "Against the baseline" in text and "No regressions." in text
 
 
 def test_nan_intervals_print_na(ev) -> None:
@@ -141,7 +146,7 @@ def test_markdown_verdict_tables_and_details(ev, checks, comparison) -> None:
     row = _bon(ev, "Avg")
     assert f"{row.value:.3f} [{row.lo:.2f}, {row.hi:.2f}]" in md
     assert all(i in md for i in checks[checks.status == "fail"].id)
-    assert "### Regressions" in md and "Consistency" in md
+    assert f"**Regressed metrics: {int(comparison.regressed.sum())}**" in md and "Consistency" in md
     n_cells = len(report.rows_of(ev, "cell", "BoN"))
     assert f"<details><summary>All {n_cells} cells</summary>" in md and "</details>" in md
 
@@ -170,14 +175,17 @@ def test_html_is_self_contained(ev, checks, comparison) -> None:
 
 def test_html_contains_all_sections(ev, checks, comparison) -> None:
     page = report.html(ev, checks, comparison)
-    for title in ["Domains", "BoN heatmap", "Preference gaps", "Prompt blindness", "Failed checks", "All checks",
+    for title in ["Domains: value [95% interval]", "Who the model serves",
+                  "Largest preference gaps (BoN of the best minus the worst level)",
+                  "Prompt blindness (one response tops all 12 prompts of a record)",
+                  f"Failed checks ({report.check_counts(checks)['fail']} of {len(checks)}), worst first", "All checks",
                   "Against the baseline", "All cells"]:
-        assert f"<h2>{title}</h2>" in page
+        assert f"<h2>{html.escape(title)}</h2>" in page
     row = _bon(ev, "Writing")
     assert f"{row.value:.3f} [{row.lo:.2f}, {row.hi:.2f}]" in page
     assert all(i in page for i in checks.id)
-    # one heatmap rect per cell with support, one grey rect per empty cell
-    assert page.count("<rect data-cell=") == 5 * 25
+    # one linked cell per (row, column) in each drawing: wide for screens, tall (transposed) for phones
+    assert page.count('<a href="#cell-') == 2 * 5 * 25
 
 
 def test_html_escapes_every_text(ev, checks) -> None:
@@ -194,10 +202,10 @@ def test_html_escapes_every_text(ev, checks) -> None:
 # ---- heatmap ----------------------------------------------------------------------------------------------
 
 def test_heatmap_grid_matches_the_table(ev) -> None:
-    from rmgap_pytest._report_html import heatmap_grid
+    from rmgap_pytest.heatmap import heatmap_grid
 
     hm = heatmap_grid(ev)
-    assert hm.rows == ["Chat", "Writing", "Reasoning", "Safety", "All"]
+    assert hm.rows == ["All", "Chat", "Writing", "Reasoning", "Safety"]  # All on top (issue 14)
     assert len(hm.columns) == 25 and hm.columns[0] == ("Formality", "casual")
     cell = report.rows_of(ev, "cell", "BoN").iloc[7]
     i, j = hm.rows.index(cell.domain), hm.columns.index((cell.dimension, cell.level))
@@ -269,7 +277,7 @@ def test_only_some_domains(data_path: Path, tmp_path: Path) -> None:
     text = report.terminal_summary(ev)
     assert not any(x.strip().startswith(("Writing", "Reasoning")) for x in text.splitlines())
     paths = report.write_report_files(ev, tmp_path / "out")
-    assert paths["html"].read_text(encoding="utf-8").count("<rect data-cell=") == 3 * 25
+    assert paths["html"].read_text(encoding="utf-8").count('<a href="#cell-') == 2 * 3 * 25
     _png_size(paths["heatmap"])
 
 
@@ -295,3 +303,102 @@ def test_worst_records_name_a_loser_when_the_winner_only_tied(data_path: Path) -
     tied = (ev.outcomes.winner == ev.outcomes.top).to_numpy()  # the winner only won the key tie-break
     recs = report.worst_records(ev, tied, n=2)
     assert recs and all(r["top"] != r["winner"] and r["margin"] == 0 for r in recs)
+
+
+# ---- issue 14: size caps, width, verbosity, sections open for extension ---------------------------------------
+
+def _many_failures(ev, n: int = 3000, reason_len: int = 60) -> pd.DataFrame:
+    """A pathological gate: thousands of failing rows with long reasons (far past any real run)."""
+    base = make_checks(ev, threshold=1.0)
+    rows = pd.concat([base.assign(id=base.id + f"#{k}", reason="x " * reason_len) for k in range(n // len(base) + 1)])
+    return rows.head(n).reset_index(drop=True)
+
+
+def test_markdown_stays_under_the_comment_limit_for_any_run(ev, comparison) -> None:
+    checks = _many_failures(ev)
+    md = report.markdown(ev, checks, comparison)
+    assert len(md) <= report.MARKDOWN_LIMIT
+    assert md.startswith("## ❌") and "Full report: report.html" in md
+    assert "FAILED:" in md  # the verdict survives every cut
+    huge = copy.copy(ev)
+    huge.meta = {**ev.meta, "spec": "python:" + "m" * 100_000}
+    md = report.markdown(huge, checks, comparison)
+    assert len(md) <= report.MARKDOWN_LIMIT and md.rstrip().endswith("next to this file._")
+
+
+def test_markdown_folds_long_groups_and_keeps_short_ones_open(ev, checks) -> None:
+    md = report.markdown(ev, checks)
+    cells = failure_groups(checks)[0]
+    n_rows = len(cells.rows)
+    assert n_rows > 10
+    assert f"<details><summary>{n_rows - 10} more failing values</summary>" in md
+    assert "**Cells:" in md and md.index("### Who the model serves") < md.index("### Failed checks")
+
+
+def test_markdown_leads_with_verdict_and_the_all_users_grid(ev, checks) -> None:
+    lines = report.markdown(ev, checks).splitlines()
+    body = "\n".join(lines[:12])
+    assert "FAILED:" in body and "Worst served:" in body
+    assert "| Dimension | 1 | 2 | 3 | 4 | 5 |" in report.markdown(ev, checks)
+    assert "| Conciseness | terse **" in report.markdown(ev, checks)
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120, 200])
+def test_terminal_lines_fit_the_width(ev, checks, comparison, width) -> None:
+    text = report.terminal_summary(ev, checks, comparison, width=width)
+    assert max(len(x) for x in text.splitlines()) <= width
+
+
+def test_terminal_uses_a_wide_terminal(ev, checks) -> None:
+    """Columns that do not fit are left out at 80 and shown at 200, rather than clipping at a fixed 100."""
+    narrow = report.terminal_summary(ev, checks, width=80, verbose=1)
+    wide = report.terminal_summary(ev, checks, width=200, verbose=1)
+    assert "users who want" in wide.split("Worst cells")[1] and "Who" in wide.split("Worst cells")[1]
+    assert max(len(x) for x in wide.splitlines()) > 100
+    assert len(narrow.split("Worst cells")[1].splitlines()[1]) <= 80
+
+
+def test_terminal_verbose_shows_more(ev, checks) -> None:
+    short = report.terminal_summary(ev, checks, width=100)
+    more = report.terminal_summary(ev, checks, width=100, verbose=1)
+    everything = report.terminal_summary(ev, checks, width=100, verbose=2)
+    assert len(short.splitlines()) <= report.TERMINAL_LINES + 3
+    assert "Also in report.md (or with -v):" in short and "Also in report.md" not in more
+    assert len(short.splitlines()) < len(more.splitlines()) < len(everything.splitlines())
+    n_fail = report.check_counts(checks)["fail"]
+    assert sum(i in everything for i in checks[checks.status == "fail"].id) == n_fail
+
+
+def test_a_new_section_is_one_function_and_one_line(ev, checks, monkeypatch) -> None:
+    from rmgap_pytest import sections as S
+
+    def style_bias(inp):
+        return S.Section("style-bias", "Style bias", [S.Para("a longer answer wins 80% of the time"),
+                                                      S.Table(report.View(["Level", "Share"], [["verbose", "0.80"]],
+                                                                          "lr"))])
+
+    monkeypatch.setattr(S, "SECTIONS", [*S.SECTIONS[:3], style_bias, *S.SECTIONS[3:]])
+    text = report.terminal_summary(ev, checks)
+    assert "Style bias" in text and re.search(r"^  verbose +0\.80$", text, re.M)
+    assert "### Style bias" in report.markdown(ev, checks) and "| verbose | 0.80 |" in report.markdown(ev, checks)
+    page = report.html(ev, checks)
+    assert '<section id="style-bias"><h2>Style bias</h2>' in page and "<td class=\"r\">0.80</td>" in page
+
+
+def test_regression_columns_are_rendered_everywhere(ev, comparison) -> None:
+    with_cols = comparison.assign(mde=0.0417, gated=True)
+    for text in (report.terminal_summary(ev, comparison=with_cols, width=160, verbose=2),
+                 report.markdown(ev, comparison=with_cols), report.html(ev, comparison=with_cols)):
+        assert "0.042" in text and "MDE" in text and "Diff [adjusted]" in text
+    old = comparison.drop(columns=[c for c in ("mde", "gated") if c in comparison.columns])
+    md = report.markdown(ev, comparison=old)
+    assert "Smallest detectable drop (MDE): unknown" in md and "| n/a |" in md
+
+
+def test_html_is_responsive_and_prints(ev, checks) -> None:
+    page = report.html(ev, checks)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert page.count('<div class="scroll"><table>') == page.count("<table>")  # every table scrolls in its box
+    assert "@media (max-width:760px)" in page and "svg.heatmap.tall{display:block}" in page
+    assert "@media print" in page
+    assert '<svg class="heatmap wide"' in page and '<svg class="heatmap tall"' in page

@@ -60,7 +60,15 @@ KEY_ENVS = ("RMGAP_API_KEY", "OPENAI_API_KEY")
 
 
 class RemoteError(ScorerError):
-    """A remote server could not give an answer; the message says where, why and how to fix it."""
+    """A remote server could not give an answer; the message says where, why and how to fix it.
+
+    ``status`` is the HTTP status when the server answered with one (a caller may, for
+    example, fall back to an older path on 404), else None.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def api_key(envs: Sequence[str] = KEY_ENVS) -> str | None:
@@ -120,9 +128,9 @@ class PoolStats:
 class _Retryable(Exception):
     """A failure worth another attempt (on this replica after a wait, or on the next one)."""
 
-    def __init__(self, url: str, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, url: str, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(reason)
-        self.url, self.reason, self.retry_after = url, reason, retry_after
+        self.url, self.reason, self.retry_after, self.status = url, reason, retry_after, status
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -153,12 +161,14 @@ class HttpPool:
                  timeout_s: float = REQUEST_TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS,
                  key: str | None = None, what: str = "the server",
                  fix_for_status: Callable[[int, str], str | None] | None = None,
-                 headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None,
+                 backoff_s: tuple[float, float] | None = None) -> None:
         if concurrency < 1:
             raise RemoteError(f"concurrency must be at least 1, got {concurrency}. Fix: pass --rm-concurrency N "
                               "with N >= 1.")
         self.urls = list(urls)
         self.concurrency, self.max_attempts, self.what = concurrency, max_attempts, what
+        self.timeout_s, self.backoff_s = timeout_s, backoff_s
         self.key = key
         self.fix_for_status = fix_for_status
         self.stats = PoolStats()
@@ -189,17 +199,20 @@ class HttpPool:
     def get(self, path: str) -> Any:
         return self.request("GET", path)
 
-    def post(self, path: str, payload: Any) -> Any:
-        return self.request("POST", path, payload)
+    def post(self, path: str, payload: Any, label: str = "") -> Any:
+        return self.request("POST", path, payload, label=label)
 
-    def request(self, method: str, path: str, payload: Any = None) -> Any:
-        """Send one JSON request, retrying and failing over; returns the decoded JSON answer."""
+    def request(self, method: str, path: str, payload: Any = None, *, label: str = "") -> Any:
+        """Send one JSON request, retrying and failing over; returns the decoded JSON answer.
+
+        ``label`` follows the URL in error messages (for example ``" (batch 2 of 9, 16 pairs)"``).
+        """
         last: list[_Retryable] = []
 
         def attempt() -> Any:
             replica = self._pick()
             try:
-                return self._once(replica, method, path, payload)
+                return self._once(replica, method, path, payload, label)
             except _Retryable as exc:
                 last.append(exc)
                 if len(self.urls) > 1:
@@ -216,9 +229,30 @@ class HttpPool:
             failure = last[-1]
             tried = sorted({f.url for f in last})
             where = failure.url if len(tried) == 1 else f"every replica ({', '.join(tried)})"
-            raise RemoteError(f"{self.what} at {where} gave no answer to {method} {path} after "
-                              f"{len(last)} attempts; last: {failure.reason}. Fix: "
-                              f"{_unreachable_fix(failure.reason)}") from None
+            raise RemoteError(f"{self.what} at {where}{label} gave no answer to {method}: {failure.reason} "
+                              f"(after {len(last)} attempts). Fix: {_unreachable_fix(failure.reason, where)}",
+                              failure.status) from None
+
+    def per_replica(self, path: str, replicas: Sequence[int] | None = None) -> list[tuple[str, Any]]:
+        """GET ``path`` from every replica (or those listed), without failover and with one retry on a
+        transient failure: ``[(base_url, answer or RemoteError)]``. For answers that must agree across
+        replicas (which model do you serve?)."""
+        out: list[tuple[str, Any]] = []
+        for i in range(len(self.urls)) if replicas is None else replicas:
+            for attempt in (1, 2):
+                try:
+                    result = self._once(i, "GET", path, None, "")
+                except _Retryable as exc:
+                    result = RemoteError(f"{self.what} at {exc.url} gave no answer to GET: {exc.reason}. Fix: "
+                                         f"{_unreachable_fix(exc.reason, exc.url)}", exc.status)
+                    if attempt == 1:
+                        time.sleep(min(exc.retry_after or 0.2, 2.0))
+                        continue
+                except RemoteError as exc:
+                    result = exc
+                break
+            out.append((self.urls[i], result))
+        return out
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         if self._healthy_replica():
@@ -226,7 +260,7 @@ class HttpPool:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
             return min(exc.retry_after, MAX_RETRY_AFTER_S)
-        lo, hi = BACKOFF_S
+        lo, hi = self.backoff_s or BACKOFF_S
         return random.uniform(0, min(hi, lo * 2 ** (state.attempt_number - 1)))
 
     def _healthy_replica(self) -> bool:
@@ -255,7 +289,7 @@ class HttpPool:
         with self.stats.lock:
             setattr(self.stats, name, getattr(self.stats, name) + delta)
 
-    def _once(self, replica: int, method: str, path: str, payload: Any) -> Any:
+    def _once(self, replica: int, method: str, path: str, payload: Any, label: str) -> Any:
         url = self.urls[replica] + path
         with self._lock:
             self._in_flight += 1
@@ -264,32 +298,36 @@ class HttpPool:
         try:
             response = self._client.request(method, url, json=payload)
         except httpx.ConnectError as exc:
-            if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in str(exc) or "CERTIFICATE" in str(exc).upper():
-                raise RemoteError(f"{self.what} at {url} failed the TLS handshake ({excerpt(str(exc))}). Fix: give "
-                                  "the server a certificate this machine trusts (or point SSL_CERT_FILE at its "
-                                  "CA bundle), or use http:// on a trusted network.") from None
-            raise _Retryable(url, f"connection failed ({excerpt(str(exc) or type(exc).__name__)})") from None
-        except httpx.TimeoutException as exc:
-            raise _Retryable(url, f"no answer in time ({type(exc).__name__})") from None
+            text = str(exc)
+            if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in text or "CERTIFICATE" in text.upper():
+                raise RemoteError(f"{self.what} at {url}{label} failed the TLS handshake ({excerpt(text)}). Fix: "
+                                  "give the server a certificate this machine trusts (or point SSL_CERT_FILE at "
+                                  "its CA bundle), or use http:// on a trusted network.") from None
+            detail = "connection refused" if "refused" in text.lower() else excerpt(text or type(exc).__name__)
+            raise _Retryable(url, f"connection failed: {detail}") from None
+        except httpx.TimeoutException:
+            raise _Retryable(url, f"no answer within {self.timeout_s:g} s") from None
         except httpx.TransportError as exc:
             raise _Retryable(url, f"{type(exc).__name__}: {excerpt(str(exc))}") from None
         finally:
             with self._lock:
                 self._in_flight -= 1
         body = excerpt(response.content, [self.key])
-        if response.status_code in RETRY_STATUSES:
-            raise _Retryable(url, f"HTTP {response.status_code}" + (f" ({body})" if body else ""),
-                             _retry_after(response.headers.get("Retry-After")))
-        if response.status_code >= 300:
-            fix = (self.fix_for_status(response.status_code, body) if self.fix_for_status else None) \
-                or _status_fix(response.status_code, bool(self.key))
-            raise RemoteError(f"{self.what} at {url} answered HTTP {response.status_code}"
-                              + (f" with body {body!r}" if body else " with an empty body") + f". Fix: {fix}")
+        status = response.status_code
+        with_body = f" with body {body!r}" if body else " with an empty body"
+        if status in RETRY_STATUSES:
+            raise _Retryable(url, f"HTTP {status}{with_body}", _retry_after(response.headers.get("Retry-After")),
+                             status)
+        if status >= 300:
+            fix = (self.fix_for_status(status, body) if self.fix_for_status else None) \
+                or _status_fix(status, bool(self.key), response.headers.get("Location"))
+            raise RemoteError(f"{self.what} at {url}{label} answered HTTP {status}{with_body}. Fix: {fix}", status)
         try:
             return response.json()
         except ValueError:
-            raise RemoteError(f"{self.what} at {url} answered with a body that is not JSON: {body!r}. Fix: check "
-                              "that the URL points at the API (for example the base URL without a path).") from None
+            raise RemoteError(f"{self.what} at {url}{label} answered with a body that is not JSON: {body!r}. Fix: "
+                              "check that the URL points at the API (for example the base URL without a path)."
+                              ) from None
 
     # -- many requests -------------------------------------------------------------------------------
     def map(self, fn: Callable[[T], R], items: Sequence[T], on_done: Callable[[int], None] | None = None) -> list[R]:
@@ -325,19 +363,22 @@ class HttpPool:
         return results
 
 
-def _unreachable_fix(reason: str) -> str:
+def _unreachable_fix(reason: str, where: str) -> str:
     if reason.startswith("connection failed"):
-        return "is the server running at that address? Start it, or correct the host and port."
-    if reason.startswith("no answer in time"):
-        return "check the server's log; if one request legitimately takes this long, send smaller batches."
+        return f"is the server running at {where}? Start it, or correct the host and port."
+    if reason.startswith("no answer within"):
+        return ("check the server's log; if one request legitimately takes this long, send smaller batches "
+                "(--rm-batch-size).")
     if reason.startswith("HTTP 429"):
         return "the server is rate limiting: lower --rm-concurrency, or retry later."
     return "the server is overloaded or failing; check its log, lower --rm-concurrency, or retry later."
 
 
-def _status_fix(status: int, has_key: bool) -> str:
+def _status_fix(status: int, has_key: bool, location: str | None = None) -> str:
     if 300 <= status < 400:
-        return "use the final URL in the spec; redirects are not followed, so the API key goes only where you say."
+        where = f" ({location})" if location else ""
+        return (f"use the final URL{where} in the spec; redirects are not followed, so the request and the API "
+                "key go only where you say.")
     if status in (401, 403):
         return ("the API key was refused: check RMGAP_API_KEY (or OPENAI_API_KEY)." if has_key
                 else "the server wants an API key: set RMGAP_API_KEY (or OPENAI_API_KEY).")

@@ -72,8 +72,9 @@ class ScorerOptions:
     gamma: float = 0.93  # discounted_sum discount, as the EndoRM reference
     version: str | None = None  # python: scorers are cached only when a version is named
     seed: int = 0  # builtin:random; judges: the per-item shuffle of ranker: and the server's sampling seed
-    concurrency: int | None = None  # remote: requests in flight; None = _http.DEFAULT_CONCURRENCY
-    api_model: str | None = None  # remote judges: the model name; None = the one GET /v1/models lists
+    concurrency: int | None = None  # requests in flight; None = _http.DEFAULT_CONCURRENCY (http(s): 1)
+    api_model: str | None = None  # remote kinds: the served model name to request; None = the server's only model
+    tokenizer: str | None = None  # vllm:/sglang: render and truncate on the client with these tokenizer files
     judge_template: str | None = None  # verifier/judge/ranker: a prompt template file (scorers/_prompts.py)
     judge_score: str = "rating"  # judge: rating (the greedy 1-10) | expected (probability-weighted, needs log-probs)
     judge_max_tokens: int | None = None  # judge/ranker: generated tokens per answer; None = 2048 (room to reason)

@@ -49,6 +49,8 @@ class FakeRM:
         self.score_fn = lambda ps, rs: [float(len(r) - len(p)) for p, r in zip(ps, rs)]
         self.delay = 0.0
         self.url = ""
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
 
     def canned(self, status: int, body, headers: dict | None = None, times: int = 1) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -63,8 +65,13 @@ def server():
         def do_POST(self):  # noqa: N802 - http.server's naming
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             rm.requests.append({"path": self.path, "headers": dict(self.headers), "body": raw})
+            with rm.lock:
+                rm.in_flight += 1
+                rm.max_in_flight = max(rm.max_in_flight, rm.in_flight)
             if rm.delay:
                 time.sleep(rm.delay)
+            with rm.lock:
+                rm.in_flight -= 1
             if rm.script:
                 status, data, headers = rm.script.pop(0)
             else:
@@ -245,3 +252,22 @@ def test_evaluate_matches_local_python_scorer(server, tmp_path):
     assert ev.reference == local.reference
     assert ev.counts["pairs_scored"] == local.counts["pairs_scored"] > 0
     assert len(server.requests) > 1
+
+
+def test_several_batches_in_flight_only_when_asked(server):
+    server.delay = 0.5  # long enough that four requests overlap on a loaded machine
+    ps, rs = _pairs(8)
+    expected = [float(len(r) - len(p)) for p, r in zip(ps, rs)]
+    assert load_scorer(server.url, batch_size=2, cache=False).score(ps, rs).tolist() == expected
+    assert server.max_in_flight == 1  # the default: one batch at a time, as single-threaded adapters need
+    assert load_scorer(server.url, batch_size=2, concurrency=4, cache=False).score(ps, rs).tolist() == expected
+    assert server.max_in_flight == 4
+
+
+def test_comma_separated_endpoints_fail_over(server):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/score"
+    scorer = load_scorer(f"{dead},{server.url}", cache=False)
+    assert scorer.score(["ab", "a"], ["abcd", "abc"]).tolist() == [2.0, 2.0]
+    assert len(server.requests) == 1
