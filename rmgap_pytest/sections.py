@@ -29,6 +29,7 @@ import pandas as pd
 from . import verdict as V
 from .data import DIMENSIONS
 from .evaluation import Evaluation
+from .judging import judge_lines
 from .metrics import ALL
 from .views import (CHANCE_BON, N_GAPS, NO_PROFILES, SYNTHETIC_WARNING, View, blindness_view,
                     cells_view, domain_view, gaps, gaps_view, min_support, scoring_lines, worst_cells_view)
@@ -279,6 +280,12 @@ def scoring_section(inp: ReportInput) -> Section:
     return Section("scoring", "", [Para(line) for line in scoring_lines(inp.ev)])
 
 
+def judge_section(inp: ReportInput) -> Section | None:
+    """LLM judges: retries and unreadable answers (with excerpts), tokens, positions ranked first, ties."""
+    lines = judge_lines(inp.ev.counts, inp.ev.meta.get("scorer_meta") or {})
+    return Section("judge", "LLM judge", [Para(line) for line in lines]) if lines else None
+
+
 @shown_in("terminal")
 def files_section(inp: ReportInput) -> Section | None:
     if not inp.files:
@@ -294,7 +301,7 @@ def files_section(inp: ReportInput) -> Section | None:
 SECTIONS: list[Callable[[ReportInput], Section | None]] = [
     verdict_section, heatmap_section, failures_section, baseline_section, domains_section, worst_cells_section,
     gaps_section, blindness_section, all_checks_section, all_cells_section, run_section, scoring_section,
-    files_section,
+    judge_section, files_section,
 ]
 
 

@@ -55,3 +55,17 @@ def test_judge_lines_show_failures_with_excerpts_tokens_positions_and_ties():
     assert "A 0%, B 100%, C 0%, D 0% of 3" in judge_lines({}, {"first_position": {"B": 3}})[0]
     assert "20.0% with the rating, 0.0% with the expected rating" in text
     assert judge_lines({"truncated_pairs": 0}, {}) == []
+
+
+def test_the_report_has_a_judge_section_only_for_judges():
+    from rmgap_pytest.evaluation import evaluate
+    from rmgap_pytest.report import markdown, terminal_summary
+
+    ev = evaluate(None, "builtin:length", cache=False, n_boot=20)
+    assert "LLM judge" not in terminal_summary(ev)
+    ev.counts.update(invalid_answers=1, retried_answers=3, prompt_tokens=900, completion_tokens=12)
+    ev.meta["scorer_meta"] = {"invalid_examples": [{"invalid": "no number in the answer", "raw": "hmm"}],
+                              "first_position": {"A": 3, "B": 1}}
+    for text in (terminal_summary(ev), markdown(ev)):
+        assert "LLM judge" in text and "3 needed a retry" in text and "'hmm' (no number in the answer)" in text
+        assert "900 prompt + 12 completion" in text and "A 75%, B 25%, C 0%, D 0% of 4 rankings" in text
