@@ -1,3 +1,6 @@
+import importlib
+import pkgutil
+
 import pytest
 
 # pytester's in-process runs drop modules first imported inside them, and numpy
@@ -8,12 +11,12 @@ import pandas  # noqa: F401
 # imported inside a later run would raise exceptions that table no longer recognises.
 import httpcore  # noqa: F401
 import httpx  # noqa: F401
-import rmgap_pytest.cache  # noqa: F401
-import rmgap_pytest.items  # noqa: F401
-import rmgap_pytest.report  # noqa: F401
-import rmgap_pytest.results  # noqa: F401
-import rmgap_pytest.compare  # noqa: F401
-import rmgap_pytest.stored  # noqa: F401
+import scipy.special  # noqa: F401
+import rmgap_pytest
+
+# Every module of the package, so a module added later cannot be first imported inside a run.
+for _module in pkgutil.walk_packages(rmgap_pytest.__path__, "rmgap_pytest."):
+    importlib.import_module(_module.name)
 
 from builders import small_benchmark
 
