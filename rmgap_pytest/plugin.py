@@ -126,6 +126,7 @@ class GatePlugin:
         # it to every worker, so uncached scorers still score each pair once in total.
         self.store: str | None = workerinput.get("rmgap_store") if workerinput else None
         self.run_id: str = workerinput.get("rmgap_run_id") if workerinput else uuid.uuid4().hex
+        self.watcher: Any = None  # the controller's progress display of the workers' scoring
 
     def pytest_report_header(self) -> list[str]:
         b, gate = self.gate.bench, self.gate
@@ -141,7 +142,10 @@ class GatePlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """Score once, before the first gate item runs (each xdist worker shares the work)."""
-        if self.config.option.collectonly or _is_controller(self.config):
+        if self.config.option.collectonly:
+            return
+        if _is_controller(self.config):  # only the controller draws the workers' progress
+            self.watcher = self.gate.watch_workers(self.store, self.run_id)
             return
         if any(i.nodeid.startswith(PREFIX) for i in session.items):
             self._prepare()
@@ -154,6 +158,9 @@ class GatePlugin:
         if self.worker_id is not None:
             self.config.workeroutput["rmgap_error"] = self.gate.error  # type: ignore[attr-defined]
             return
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher.store.forget_run(self.run_id)
         if self.worker_error is not None:
             self.gate.error = self.worker_error  # do not load the model again to hit the same error
         elif _is_controller(self.config) and self.gate.ran:
@@ -192,7 +199,7 @@ class GatePlugin:
         if self.worker_id is not None:
             share_cpu_threads(int(self.config.workerinput.get("workercount", 1)), device or
                               settings.scorer_options.get("device"), settings.model)
-        prepare_with_progress(self.config, self.gate, self.store, self.run_id, device)
+        prepare_with_progress(self.config, self.gate, self.store, self.run_id, device, self.worker_id is not None)
 
 
 def _is_controller(config: pytest.Config) -> bool:

@@ -22,14 +22,14 @@ import pytest
 
 import rmgap_pytest.scorers as scorers
 from rmgap_pytest.cache import (CacheError, ScoreStore, _pid_alive, default_cache_path, env_disables_cache,
-                                pair_hash, resolve_cache_path)
+                                item_keys, pair_key, pair_keys, resolve_cache_path)
 from rmgap_pytest.stored import StoredScorer
 from rmgap_pytest.errors import ScorerError
 from rmgap_pytest.scorers.base import Scorer, ScoreStats
 
 
 def fake_value(prompt: str, response: str) -> float:
-    return len(response) + int(pair_hash(prompt, response)[:6], 16) / 2**24
+    return len(response) + int(pair_key(prompt, response)[4:7].hex(), 16) / 2**24
 
 
 class FakeScorer:
@@ -60,7 +60,7 @@ class FakeScorer:
         self.calls.append(list(zip(prompts, responses)))
         if self.log is not None:
             with open(self.log, "a") as f:
-                f.write("".join(f"{os.getpid()}\t{pair_hash(p, r)}\n" for p, r in zip(prompts, responses)))
+                f.write("".join(f"{os.getpid()}\t{pair_key(p, r).hex()}\n" for p, r in zip(prompts, responses)))
         self.stats.pairs_scored += len(prompts)
         time.sleep(self.delay)
         return np.array([self.values(p, r) for p, r in zip(prompts, responses)][self.short_by:])
@@ -87,11 +87,16 @@ def expected(prompts, responses) -> np.ndarray:
 
 # --- keys and locations ----------------------------------------------------------------------
 
-def test_pair_hash_is_unambiguous_and_stable():
-    assert pair_hash("ab", "c") != pair_hash("a", "bc")
-    assert pair_hash("", "x") != pair_hash("x", "")
-    assert pair_hash("p", "r") == pair_hash("p", "r")
-    assert len(pair_hash("\ud800 lone surrogate", "é")) == 64
+def test_keys_are_unambiguous_and_stable():
+    assert pair_key("ab", "c") != pair_key("a", "bc")
+    assert pair_key("", "x") != pair_key("x", "")
+    assert pair_key("p", "r") == pair_key("p", "r") == pair_keys(["q", "p"], ["s", "r"])[1]
+    assert len(pair_key("\ud800 lone surrogate", "é")) == 20
+    # Keys start with the content size, so sorting keys sorts pairs by length (chunk order).
+    assert pair_key("a" * 300, "b") > pair_key("a", "b" * 299) > pair_key("zz", "zz")
+    # An item key covers the prompt and the ordered responses, and is never a pair key.
+    (a, b, c) = item_keys(["p", "p", "p"], [("x", "y"), ("y", "x"), ("x", "y")])
+    assert a == c != b and a != pair_key("p", "xy")
 
 
 def test_default_cache_path_honours_env(monkeypatch, tmp_path):
@@ -253,10 +258,10 @@ def test_wrong_count_is_a_scorer_error(tmp_path):
 
 def _claim_all(db: Path, scorer: StoredScorer, prompts, responses, *, host=None, pid=None, age=0.0):
     """Claim every chunk of the request, then rewrite the claims' owner as another process's."""
-    unique = dict(zip(map(pair_hash, prompts, responses), zip(prompts, responses)))
+    unique = dict(zip(pair_keys(prompts, responses), zip(prompts, responses)))
     chunks = scorer._chunks(unique)
     for cid in chunks:
-        assert scorer.store.claim("fake-v1", {cid: chunks[cid]}).chunk == cid
+        assert scorer.store.claim_chunk("fake-v1", cid, chunks[cid]).state == "owned"
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE claims SET host = coalesce(?, host), pid = coalesce(?, pid), claimed_at = claimed_at - ?",
                      (host, pid, age))
@@ -276,10 +281,12 @@ def test_claims_of_dead_or_expired_owners_are_taken_over(tmp_path):
     other = stored(db, FakeScorer(), chunk_size=5)
     more = make_pairs(30)
     chunks = _claim_all(db, other, *more, host="elsewhere", pid=1)
-    assert other.store.claim("fake-v1", chunks).chunk is None  # a live, fresh claim is respected
+    # a live, fresh claim is respected
+    assert {other.store.claim_chunk("fake-v1", c, k).state for c, k in chunks.items()} == {"busy"}
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE claims SET claimed_at = claimed_at - 3600")
-    assert other.store.claim("fake-v1", chunks, lease_s=1800).chunk is not None  # an expired lease is not
+    first = next(iter(chunks))
+    assert other.store.claim_chunk("fake-v1", first, chunks[first], lease_s=1800).state == "owned"  # an expired one is not
 
 
 def test_waiting_process_takes_scores_stored_by_the_owner(tmp_path):
@@ -290,7 +297,7 @@ def test_waiting_process_takes_scores_stored_by_the_owner(tmp_path):
 
     def owner_finishes() -> None:  # plays the other host's process
         time.sleep(0.3)
-        scorer.store.put("fake-v1", {pair_hash(p, r): fake_value(p, r) for p, r in zip(prompts, responses)})
+        scorer.store.put("fake-v1", {pair_key(p, r): fake_value(p, r) for p, r in zip(prompts, responses)})
         with sqlite3.connect(db) as conn:
             conn.execute("DELETE FROM claims")
 
@@ -336,7 +343,7 @@ def test_sigkilled_run_resumes_where_it_stopped(tmp_path):
     np.testing.assert_array_equal(rerun.score(prompts, responses), expected(prompts, responses))
     assert len(rerun.inner.asked) == 25 and claims(db) == []
     done_before = {line.split("\t")[1] for line in (tmp_path / "asked.log").read_text().splitlines()}
-    assert not done_before & {pair_hash(p, r) for p, r in rerun.inner.asked}
+    assert not done_before & {pair_key(p, r).hex() for p, r in rerun.inner.asked}
 
 
 @pytest.mark.parametrize("workers", [2, 3])
