@@ -120,13 +120,15 @@ class ProgressDisplay:
 
     def _plain(self, force: bool) -> None:
         now = self.clock()
-        step = int(self.n / self.total / self.every_fraction) if self.total else 0
+        step = self.n * round(1 / self.every_fraction) // self.total if self.total else 0  # exact: no 0.7/0.1 = 6.99
+        if self.n >= self.total > 0 and not force:
+            return  # the last line (close) says it
         if not (force or step > self._last_step or now - self._last_line >= self.every_s):
             return
         self._last_step, self._last_line = max(step, self._last_step), now
         elapsed = now - self.started
         line = f"{self.desc}: {self.n}/{self.total} {self.unit}s ({self._percent()}%), {_clock_text(elapsed)} elapsed"
-        if 0 < self.n < self.total and elapsed > 0:
+        if 0 < self.n < self.total and elapsed >= 1:  # a rate over a blink of time means nothing
             rate = self.n / elapsed
             line += f", about {_clock_text((self.total - self.n) / rate)} left ({rate:.1f} {self.unit}s/s)"
         self._write(line)

@@ -86,6 +86,7 @@ class GateSession:
         if settings.update_baseline:
             ensure_parent(settings.baseline)
         scorer = build_scorer(settings.model, parse_options(settings.scorer_options))  # spec errors now
+        _check_cache_file(scorer, settings.cache)
         baseline = None
         if settings.baseline and (Path(settings.baseline).exists() or not settings.update_baseline):
             from .results import load_run
@@ -259,6 +260,15 @@ class GateSession:
         if self.settings.update_baseline and self.settings.baseline:
             self.files["baseline"] = save_baseline(ev, self.settings.baseline)
             self.messages.append(f"baseline updated: {self.settings.baseline}")
+
+
+def _check_cache_file(scorer: Scorer, setting: str | None) -> None:
+    """An existing cache file that is not a score cache is a usage error now, not 170 failed items."""
+    from .cache import ScoreStore, resolve_cache_path
+
+    path = resolve_cache_path(setting or True) if scorer.fingerprint is not None else None
+    if path is not None and path.exists():
+        ScoreStore(path).close()
 
 
 def _fmt(value: Any) -> str:

@@ -217,6 +217,77 @@ def test_unusable_file_is_a_clear_error(tmp_path):
         ScoreStore(bad)
 
 
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_database_of_something_else_is_refused_untouched(tmp_path):
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.execute("INSERT INTO users VALUES ('ada')")
+    conn.close()
+    before = _sha(other)
+    with pytest.raises(CacheError, match=r"app.db: it is not an rmgap-pytest score cache \(SQLite tables: users\)\. "
+                                         r"Fix: .*another path"):
+        ScoreStore(other)
+    assert _sha(other) == before and not (tmp_path / "app.db-wal").exists()
+    with sqlite3.connect(other) as conn:  # a program that marked its file as its own
+        conn.execute("PRAGMA application_id = 42")
+    with pytest.raises(CacheError, match="an SQLite database of another program"):
+        ScoreStore(other)
+    empty = tmp_path / "touched.sqlite"
+    empty.touch()  # a zero-byte file holds nothing to protect: it becomes a cache
+    ScoreStore(empty).put("fp", {b"k": 1.0})
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    db = tmp_path / "s.sqlite"
+    ScoreStore(db).put("fp", {b"k": 1.0})
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(CacheError, match="written by a newer rmgap-pytest .schema 99"):
+        ScoreStore(db)
+
+
+def test_a_schema_1_cache_is_rebuilt_with_a_note(tmp_path):
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:  # what rmgap-pytest wrote before schema 2
+        conn.executescript("""
+            CREATE TABLE scores (fingerprint TEXT NOT NULL, pair TEXT NOT NULL, score BLOB NOT NULL,
+                PRIMARY KEY (fingerprint, pair)) WITHOUT ROWID;
+            CREATE TABLE claims (fingerprint TEXT NOT NULL, chunk TEXT NOT NULL, host TEXT NOT NULL,
+                pid INTEGER NOT NULL, claimed_at REAL NOT NULL, PRIMARY KEY (fingerprint, chunk)) WITHOUT ROWID;
+            INSERT INTO scores VALUES ('builtin:length:v1', 'aa', x'0000000000000000'),
+                                      ('builtin:length:v1', 'bb', x'0000000000000000');
+            PRAGMA user_version = 1;""")
+    conn.close()
+    store = ScoreStore(db)
+    assert store.info() == {} and "rebuilt empty (2 old scores dropped" in store.notes[0]
+    prompts, responses = make_pairs(10)
+    scorer = stored(db, FakeScorer())
+    np.testing.assert_array_equal(scorer.score(prompts, responses), expected(prompts, responses))
+    assert ScoreStore(db).notes == []  # rebuilt once
+
+
+def test_each_fingerprint_is_described_when_first_scored(tmp_path):
+    db = tmp_path / "s.sqlite"
+
+    class Described(FakeScorer):
+        kind, dtype = "classifier", "torch.bfloat16"
+
+    before = time.time()
+    stored(db, Described("fp-a")).score(*make_pairs(5))
+    stored(db, FakeScorer("fp-b")).score(*make_pairs(3))
+    rows = {e["fingerprint"]: e for e in ScoreStore(db).describe_all()}
+    assert rows["fp-a"]["spec"] == "fake:test" and rows["fp-a"]["kind"] == "classifier"
+    assert rows["fp-a"]["dtype"] == "bfloat16" and rows["fp-a"]["unit"] == "pair" and rows["fp-a"]["scores"] == 5
+    assert rows["fp-b"]["kind"] == "fake" and rows["fp-b"]["dtype"] is None
+    assert before <= rows["fp-a"]["created_at"] <= time.time()
+
+
 def test_fork_reopens_the_connection(tmp_path):
     store = ScoreStore(tmp_path / "s.sqlite")
     store.put("fp", {"parent": 1.0})
