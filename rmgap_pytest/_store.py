@@ -24,6 +24,10 @@ from . import _cache_schema as schema
 from .errors import CacheError
 
 _BATCH = 500  # keys per IN (...) query, far below SQLite's bound-variable limit
+# A read of many keys scans the scorer's rows once instead when it wants at least 1 in _SCAN_RATIO
+# of them (a rerun of the same benchmark): measured at 10x the release size, 1.5-2.2 s of CPU for
+# the scan against 2.7-3.9 s for key lookups in key order and 3.6-4.6 s in request order.
+_SCAN_MIN, _SCAN_RATIO = 5000, 4
 _PROGRESS_TTL_S = 86400.0  # progress rows of runs that died without cleaning up are dropped after a day
 
 
@@ -197,12 +201,18 @@ class ScoreStore:
     # -- reading and writing scores -------------------------------------------------------------------
     def _read(self, conn: sqlite3.Connection, scorer: int | None, keys: Sequence[bytes]) -> dict[bytes, Row]:
         out: dict[bytes, Row] = {}
-        if scorer is None:
+        if scorer is None or not keys:
             return out
+        select = "SELECT s.key, s.value, s.meta, r.run FROM scores s LEFT JOIN runs r ON r.id = s.run WHERE s.scorer = ?"
+        if len(keys) >= _SCAN_MIN:
+            stored = conn.execute("SELECT COUNT(*) FROM scores WHERE scorer = ?", (scorer,)).fetchone()[0]
+            if stored <= _SCAN_RATIO * len(keys):  # most of the scorer's rows are wanted: one sequential scan
+                want = set(keys)
+                return {k: Row(v, m, r) for k, v, m, r in conn.execute(select, (scorer,)) if k in want}
+        keys = sorted(keys)  # in key order, the lookups walk the B-tree's pages in order
         for i in range(0, len(keys), _BATCH):
             batch = keys[i:i + _BATCH]
-            rows = conn.execute(f"SELECT s.key, s.value, s.meta, r.run FROM scores s LEFT JOIN runs r ON r.id = s.run "
-                                f"WHERE s.scorer = ? AND s.key IN ({','.join('?' * len(batch))})", (scorer, *batch))
+            rows = conn.execute(f"{select} AND s.key IN ({','.join('?' * len(batch))})", (scorer, *batch))
             out.update((key, Row(value, meta, run)) for key, value, meta, run in rows)
         return out
 

@@ -1,11 +1,11 @@
 """SQLite score cache: (scorer fingerprint, key) -> score, metadata, and the run that computed it.
 
 A key identifies one (prompt, response) pair for pair scorers, or one prompt
-and its ordered responses for item scorers (``pair_keys``, ``item_keys``). The cache is also how
-processes share scoring work. Every process asking for the same keys cuts them
-into the same chunks; a process claims a chunk in the database, scores only
-its missing keys, and stores the scores and drops the claim in one
-transaction. So pytest-xdist workers score each key once in total, a killed
+and its ordered responses for item scorers (``pair_keys``, ``item_keys``).
+The cache is also how processes share scoring work. Every process asking for
+the same keys cuts them into the same chunks; a process claims a chunk in the
+database, scores only its missing keys, and stores the scores and drops the
+claim in one transaction. So pytest-xdist workers score each key once in total, a killed
 run resumes at the chunk it was in, and a fully cached run never calls (so
 never loads) the model. This module says where the cache lives and what a key
 is; ``_store.py`` is the SQLite storage, ``_cache_schema.py`` its tables, and
@@ -100,6 +100,7 @@ def item_keys(prompts: Sequence[str], responses: Sequence[Sequence[str]]) -> lis
 
 
 def pair_key(prompt: str, response: str) -> bytes:
+    """The key of one pair (``pair_keys`` for many: it hashes each distinct text once)."""
     return pair_keys([prompt], [response])[0]
 
 

@@ -120,6 +120,7 @@ class GatePlugin:
         self.config = config
         self.gate = session
         self.worker_error: str | None = None  # a worker's scoring error, reported to the controller
+        self.worker_seconds: list[float] = []  # the workers' scoring times (the controller only reads)
         workerinput = getattr(config, "workerinput", None)
         self.worker_id = workerinput["workerid"] if workerinput else None
         # Under xdist the controller makes a run-scoped store (pytest_configure_node) and hands
@@ -157,14 +158,15 @@ class GatePlugin:
     def pytest_sessionfinish(self) -> None:
         if self.worker_id is not None:
             self.config.workeroutput["rmgap_error"] = self.gate.error  # type: ignore[attr-defined]
+            self.config.workeroutput["rmgap_seconds"] = self.gate.scoring_seconds()  # type: ignore[attr-defined]
             return
         if self.watcher is not None:
             self.watcher.stop()
-            self.watcher.store.forget_run(self.run_id)
         if self.worker_error is not None:
             self.gate.error = self.worker_error  # do not load the model again to hit the same error
         elif _is_controller(self.config) and self.gate.ran:
             self._prepare()  # the workers stored every score: this reads them, no model work
+            self.gate.set_scoring_seconds(max(self.worker_seconds, default=None))
         self.gate.finish()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -182,6 +184,8 @@ class GatePlugin:
         output = getattr(node, "workeroutput", None) or {}
         if output.get("rmgap_error"):
             self.worker_error = output["rmgap_error"]
+        if output.get("rmgap_seconds") is not None:
+            self.worker_seconds.append(output["rmgap_seconds"])
 
     @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist must not reject it
     def pytest_configure_node(self, node: Any) -> None:

@@ -14,6 +14,7 @@ including one that took over a dead worker's chunk.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -37,6 +38,15 @@ def _clock_text(seconds: float) -> str:
         f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
+def _draws_bars(stream: TextIO) -> bool:
+    """A terminal that reports its width. One of width 0 (a pty nobody sized) gets plain lines:
+    tqdm draws nothing useful there."""
+    try:
+        return bool(stream.isatty()) and os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 class ProgressDisplay:
     """``update(n)``/``set(done)`` like a tqdm bar; draws a bar on a TTY, plain lines elsewhere.
 
@@ -49,7 +59,7 @@ class ProgressDisplay:
                  every_fraction: float = EVERY_FRACTION, every_s: float = EVERY_S) -> None:
         self.total, self.desc, self.unit, self.n = total, desc, unit, 0
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
+        self.tty = _draws_bars(self.stream) if tty is None else tty
         self.clock, self.every_fraction, self.every_s = clock, every_fraction, every_s
         self.started = self._last_line = clock()
         self._last_step = 0
@@ -191,8 +201,8 @@ def advance_to(bar: Any, done: int) -> None:
 class RunWatcher:
     """The xdist controller's display: polls the run's progress rows in the store and draws them.
 
-    ``stop()`` ends it (the session is over); it also ends by itself once the
-    workers' shares add up to the run's total.
+    ``stop()`` ends it (the session is over); the display also closes by itself
+    once the workers' shares add up to the run's total.
     """
 
     def __init__(self, store: Any, run_id: str, desc: str, *, poll_s: float = TICK_S,
@@ -207,12 +217,17 @@ class RunWatcher:
         return self
 
     def stop(self) -> None:
+        """Draw the final numbers and the last line; drop the run's progress rows."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        self._poll()  # the final numbers, then the last line
+        self._poll()
         if self.display is not None:
             self.display.close()
+        try:
+            self.store.forget_run(self.run_id)
+        except Exception:  # noqa: BLE001 - a display must never fail the run
+            pass
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -122,8 +122,8 @@ class GateSession:
         if scorer is inner and store is not None:  # cache off or uncacheable: a run store still shares xdist work
             scorer = StoredScorer(inner, ScoreStore(Path(store)), fingerprint=f"run:{run_id}", run_id=run_id,
                                   persistent=False)
-        if worker and isinstance(scorer, StoredScorer):
-            scorer.show_progress, scorer.publish_progress = False, True  # only the controller draws
+        if worker and isinstance(scorer, StoredScorer):  # only the controller draws, from what workers publish
+            scorer.show_progress, scorer.publish_progress = False, scorer.show_progress
         return scorer
 
     def prepare(self, store: str | None = None, run_id: str | None = None, device: str | None = None,
@@ -151,6 +151,15 @@ class GateSession:
             self.error = (f"{type(exc).__name__}: {exc} (an unexpected error while scoring "
                           f"{self.settings.model}; rerun with RMGAP_DEBUG=1 for the traceback; scores "
                           "already computed are kept in the cache)")
+
+    def scoring_seconds(self) -> float | None:
+        """How long this process's scoring took (None before or without a result)."""
+        return None if self.result is None else self.result.evaluation.meta.get("scoring_seconds")
+
+    def set_scoring_seconds(self, seconds: float | None) -> None:
+        """Under xdist the controller only reads the store: the run's scoring time is the slowest worker's."""
+        if self.result is not None and seconds is not None:
+            self.result.evaluation.meta["scoring_seconds"] = seconds
 
     def watch_workers(self, store: str | None, run_id: str) -> Any:
         """The xdist controller's one progress display of the workers' scoring (a started

@@ -288,6 +288,25 @@ def test_each_fingerprint_is_described_when_first_scored(tmp_path):
     assert before <= rows["fp-a"]["created_at"] <= time.time()
 
 
+def test_large_reads_scan_or_look_up_with_the_same_result(tmp_path, monkeypatch):
+    import rmgap_pytest._store as store_module
+
+    store = ScoreStore(tmp_path / "s.sqlite")
+    keys = [i.to_bytes(20, "big") for i in range(30000)]
+    store.put("fp", {k: float(i) for i, k in enumerate(keys)})
+    queries: list[str] = []
+    store._conn().set_trace_callback(queries.append)
+    wanted = keys[::2] + [b"absent" * 4]  # a rerun: most of the scorer's rows -> one scan
+    assert store.lookup("fp", wanted) == {k: float(i) for i, k in enumerate(keys) if i % 2 == 0}
+    assert sum(" IN (" in q for q in queries) == 0 and sum("SELECT s.key" in q for q in queries) == 1
+    queries.clear()
+    few = keys[::10]  # a tenth of the rows: key lookups, in key order
+    assert store.lookup("fp", few[::-1]) == {k: float(10 * i) for i, k in enumerate(few)}
+    assert sum(" IN (" in q for q in queries) == 6  # 3000 keys, 500 per query
+    monkeypatch.setattr(store_module, "_SCAN_MIN", 10**9)  # the lookup path gives the same answer
+    assert store.lookup("fp", wanted) == {k: float(i) for i, k in enumerate(keys) if i % 2 == 0}
+
+
 def test_fork_reopens_the_connection(tmp_path):
     store = ScoreStore(tmp_path / "s.sqlite")
     store.put("fp", {"parent": 1.0})

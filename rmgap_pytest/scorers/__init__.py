@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ScorerError, did_you_mean
-from .base import Scorer, ScorerOptions, ScoreStats
+from .base import ItemScorer, Scored, Scorer, ScorerOptions, ScoreStats
 
-__all__ = ["KINDS", "Scorer", "ScorerOptions", "ScoreStats", "load_scorer", "parse_options", "build_scorer"]
+__all__ = ["KINDS", "ItemScorer", "Scored", "Scorer", "ScorerOptions", "ScoreStats", "load_scorer", "parse_options",
+           "build_scorer"]
 
 # kind -> "module:factory"; factory(target, spec, options) -> Scorer
 KINDS: dict[str, str] = {
