@@ -93,8 +93,9 @@ def score_run(bench: Benchmark, scorer: Scorer) -> ScoredRun:
     values = np.asarray(fetched.values, dtype=np.float64)
     want = (len(prompts),) if unit == "pair" else (len(prompts), N_RESPONSES)
     if values.shape != want:
+        what = "one float per (prompt, response) pair" if unit == "pair" else "one row of 4 scores per item"
         raise ScorerError(f"The scorer {scorer.spec} returned scores of shape {values.shape} for {len(prompts)} "
-                          f"{unit}s. Fix: return one score per (prompt, response) pair.")
+                          f"{unit}s. Fix: return {what}.")
     counts, details = run_counts(fetched, unit)
     return ScoredRun(values.reshape(-1, N_RESPONSES), fetched.meta, counts, details)
 

@@ -102,10 +102,16 @@ class StoredScorer:
 
     # -- the Scorer interfaces ------------------------------------------------------------------------
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        self._expect("pair", "score_items(prompts, responses_per_item)")
         return self.fetch(prompts, responses).values
 
     def score_items(self, prompts: Sequence[str], responses: Sequence[Sequence[str]]) -> np.ndarray:
+        self._expect("item", "score(prompts, responses)")
         return self.fetch(prompts, responses).values
+
+    def _expect(self, unit: str, instead: str) -> None:
+        if self.unit != unit:
+            raise ScorerError(f"Scorer {self.spec!r} is {self.unit}-level. Fix: call {instead}.")
 
     def score_detailed(self, prompts: Sequence[str], responses: Sequence[Any]) -> Scored:
         fetched = self.fetch(prompts, responses)

@@ -122,6 +122,8 @@ def test_items_are_stored_with_k_values_and_served_in_order(tmp_path):
     served = again.fetch(prompts, responses)
     np.testing.assert_array_equal(served.values, expected_items(prompts, responses))
     assert again.inner.calls == [] and served.unique_computed == 0 and not served.computed.any()
+    with pytest.raises(ScorerError, match="is item-level. Fix: call score_items"):
+        again.score(prompts, ["a response"] * 30)
     assert served.meta == got.meta[:30]  # the metadata the computing run saw
     # Reordered responses are another item (a listwise judge may answer differently).
     swapped = [rs[::-1] for rs in responses[:2]]

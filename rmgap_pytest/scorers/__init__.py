@@ -92,6 +92,9 @@ _EXAMPLES = {
 def load_scorer(spec: str, *, cache: bool | str | os.PathLike[str] = True, **options: Any) -> Scorer:
     """Public entry point: ``load_scorer("classifier:./rm", dtype="float32").score(prompts, responses)``.
 
+    Item-level kinds (``unit == "item"``, e.g. ``builtin:length-rank``) are called as
+    ``score_items(prompts, responses_per_item)`` instead.
+
     ``cache``: True = the default SQLite file (see ``cache.default_cache_path``),
     a path = that file, False = no cache. Scorers without a fingerprint
     (``python:`` without ``version``) are never cached.
