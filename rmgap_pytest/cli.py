@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 from .errors import RMGapError
@@ -130,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["info", "clear"])
     cache.add_argument("--path", default=None, help="cache file (default: $RMGAP_CACHE or "
                        "~/.cache/rmgap-pytest/scores.sqlite)")
-    cache.add_argument("--fingerprint", default=None, help="clear: only this scorer's scores")
+    which = cache.add_mutually_exclusive_group()
+    which.add_argument("--fingerprint", default=None, help="clear: only this scorer's scores (see `rmgap cache info`)")
+    which.add_argument("--all", action="store_true", help="clear: every score, without asking")
     syn = sub.add_parser("synth", help="write schema-valid synthetic records (for scale tests, benchmarks)")
     syn.add_argument("--records", type=_positive_int, required=True)
     syn.add_argument("--out", required=True, metavar="FILE")
@@ -191,7 +194,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import ScoreStore, resolve_cache_path
+    from .cache import CacheError, ScoreStore, resolve_cache_path
 
     path = resolve_cache_path(args.path or True)
     if path is None:
@@ -200,16 +203,29 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"rmgap cache: no cache file at {path} yet")
         return EXIT_OK
-    store = ScoreStore(path)
+    store = ScoreStore(path)  # a file that is not a score cache is refused here, untouched
+    entries = store.describe_all()
     if args.action == "clear":
+        if args.fingerprint is None and not args.all:
+            total = sum(e["scores"] for e in entries)
+            if not sys.stdin.isatty():
+                raise CacheError(f"`rmgap cache clear` would delete all {total} scores in {path}, and there is no "
+                                 "terminal to confirm it. Fix: pass --all to delete them all, or --fingerprint F "
+                                 "for one scorer's (`rmgap cache info` lists them).")
+            answer = input(f"Delete all {total} scores of {len(entries)} scorers from {path}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("rmgap cache: nothing deleted")
+                return EXIT_OK
         n = store.clear(args.fingerprint)
         print(f"rmgap cache: deleted {n} scores from {path}")
         return EXIT_OK
-    rows = store.info()
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
-    for fingerprint, count in rows.items():
-        print(f"  {count:>9} scores  {fingerprint}")
-    if not rows:
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created_at"])) if e["created_at"] else "date unknown"
+        print(f"  {e['scores']:>9} {e['unit'] or 'pair'} scores  {e['spec'] or '(spec unknown)'}  kind "
+              f"{e['kind'] or '?'}, dtype {e['dtype'] or 'n/a'}, first scored {when}")
+        print(f"            fingerprint {e['fingerprint']}")
+    if not entries:
         print("  (empty)")
     return EXIT_OK
 

@@ -37,6 +37,10 @@ class ScorerError(RMGapError):
     """A scorer spec or option is wrong, or a scorer broke its contract."""
 
 
+class CacheError(RMGapError):
+    """The score cache file cannot be used (not a cache, newer schema, unwritable)."""
+
+
 class ThresholdsError(RMGapError):
     """The thresholds file is invalid."""
 

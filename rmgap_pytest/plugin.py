@@ -127,12 +127,14 @@ class GatePlugin:
         self.config = config
         self.gate = session
         self.worker_error: str | None = None  # a worker's scoring error, reported to the controller
+        self.worker_seconds: list[float] = []  # the workers' scoring times (the controller only reads)
         workerinput = getattr(config, "workerinput", None)
         self.worker_id = workerinput["workerid"] if workerinput else None
         # Under xdist the controller makes a run-scoped store (pytest_configure_node) and hands
         # it to every worker, so uncached scorers still score each pair once in total.
         self.store: str | None = workerinput.get("rmgap_store") if workerinput else None
         self.run_id: str = workerinput.get("rmgap_run_id") if workerinput else uuid.uuid4().hex
+        self.watcher: Any = None  # the controller's progress display of the workers' scoring
 
     def pytest_report_header(self) -> list[str]:
         b, gate = self.gate.bench, self.gate
@@ -148,7 +150,10 @@ class GatePlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """Score once, before the first gate item runs (each xdist worker shares the work)."""
-        if self.config.option.collectonly or _is_controller(self.config):
+        if self.config.option.collectonly:
+            return
+        if _is_controller(self.config):  # only the controller draws the workers' progress
+            self.watcher = self.gate.watch_workers(self.store, self.run_id)
             return
         if any(i.nodeid.startswith(PREFIX) for i in session.items):
             self._prepare()
@@ -160,11 +165,15 @@ class GatePlugin:
     def pytest_sessionfinish(self) -> None:
         if self.worker_id is not None:
             self.config.workeroutput["rmgap_error"] = self.gate.error  # type: ignore[attr-defined]
+            self.config.workeroutput["rmgap_seconds"] = self.gate.scoring_seconds()  # type: ignore[attr-defined]
             return
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.worker_error is not None:
             self.gate.error = self.worker_error  # do not load the model again to hit the same error
         elif _is_controller(self.config) and self.gate.ran:
             self._prepare()  # the workers stored every score: this reads them, no model work
+            self.gate.set_scoring_seconds(max(self.worker_seconds, default=None))
         self.gate.finish()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -182,6 +191,8 @@ class GatePlugin:
         output = getattr(node, "workeroutput", None) or {}
         if output.get("rmgap_error"):
             self.worker_error = output["rmgap_error"]
+        if output.get("rmgap_seconds") is not None:
+            self.worker_seconds.append(output["rmgap_seconds"])
 
     @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist must not reject it
     def pytest_configure_node(self, node: Any) -> None:
@@ -200,7 +211,7 @@ class GatePlugin:
         if self.worker_id is not None:
             share_cpu_threads(int(self.config.workerinput.get("workercount", 1)), device or
                               settings.scorer_options.get("device"), settings.model)
-        prepare_with_progress(self.config, self.gate, self.store, self.run_id, device)
+        prepare_with_progress(self.config, self.gate, self.store, self.run_id, device, self.worker_id is not None)
 
 
 def _is_controller(config: pytest.Config) -> bool:

@@ -13,7 +13,7 @@ from ..batching import default_token_budget, plan_batches, run_batches
 from ..errors import ScorerError
 from ._encode import Encoded, encode_pairs, truncate
 from ._hf import check_model_dir, fingerprint, resolve_device, resolve_dtype
-from .base import ScorerOptions, ScoreStats
+from .base import Scored, ScorerOptions, ScoreStats
 
 __all__ = ["ModelScorer"]
 
@@ -79,9 +79,13 @@ class ModelScorer:
         return prompts, responses
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return self.score_detailed(prompts, responses).values
+
+    def score_detailed(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
+        """Scores plus ``{"truncated": bool}`` per pair, stored with each score (report counts)."""
         prompts, responses = self._check_pairs(prompts, responses)
         if not prompts:
-            return np.zeros(0, dtype=np.float64)
+            return Scored(np.zeros(0, dtype=np.float64), [])
         self._ensure_loaded()
         encs = [truncate(e, self.max_length)
                 for e in encode_pairs(self.tokenizer, prompts, responses, style=self.style)]
@@ -91,4 +95,4 @@ class ModelScorer:
                                  progress=self.options.progress, desc=f"rmgap {self.kind}")
         self.stats.pairs_scored += len(encs)
         self.stats.truncated += sum(e.truncated for e in encs)
-        return scores
+        return Scored(scores, [{"truncated": bool(e.truncated)} for e in encs])

@@ -19,7 +19,7 @@ import torch
 from ..batching import run_batches
 from ._hf import collate, load_model, load_tokenizer, model_inputs, resolve_max_length
 from ._model import ModelScorer
-from .base import ScorerOptions
+from .base import Scored, ScorerOptions
 
 __all__ = ["MiniLMScorer"]
 
@@ -88,10 +88,10 @@ class MiniLMScorer(ModelScorer):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def score_detailed(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
         prompts, responses = self._check_pairs(prompts, responses)
         if not prompts:
-            return np.zeros(0, dtype=np.float64)
+            return Scored(np.zeros(0, dtype=np.float64), [])
         self._ensure_loaded()
         # RMGAP repeats each prompt for 4 responses and each response for 12 prompts:
         # embedding distinct texts once is ~3x less work than embedding every pair.
@@ -103,6 +103,7 @@ class MiniLMScorer(ModelScorer):
                               progress=self.options.progress, desc="rmgap minilm", unit="text")
         p = np.array([index[t] for t in prompts])
         r = np.array([index[t] for t in responses])
+        truncated = [bool(cut[i] or cut[j]) for i, j in zip(p, r)]
         self.stats.pairs_scored += len(prompts)
-        self.stats.truncated += int(sum(cut[i] or cut[j] for i, j in zip(p, r)))
-        return np.einsum("ij,ij->i", emb[p], emb[r])
+        self.stats.truncated += sum(truncated)
+        return Scored(np.einsum("ij,ij->i", emb[p], emb[r]), [{"truncated": t} for t in truncated])

@@ -11,9 +11,11 @@ from rmgap_pytest.cli import main
 def test_second_evaluation_loads_no_weights(clf_dir, bench_file, tmp_path):
     cache = tmp_path / "scores.sqlite"
     first = evaluate(bench_file, f"classifier:{clf_dir}", cache=cache, n_boot=100, progress=False)
-    assert first.counts["pairs_scored"] == first.counts["pairs"] == 576
+    assert first.counts["scored"] == first.counts["pairs"] == 576 and first.counts["cache_hits"] == 0
     second = evaluate(bench_file, f"classifier:{clf_dir}", cache=cache, n_boot=100, progress=False)
-    assert second.counts["pairs_scored"] == 0 and second.counts["cache_hits"] == 576
+    assert second.counts["scored"] == 0 and second.counts["cache_hits"] == 576
+    # The truncation count comes from the flags stored with the scores: the rerun reports the same.
+    assert second.counts["truncated_pairs"] == first.counts["truncated_pairs"]
     assert second.reference == first.reference
     assert second.meta["fingerprint"] == first.meta["fingerprint"]
 
@@ -44,3 +46,22 @@ def test_gate_passes_model_options_through(pytester, lm_dir, bench_file):
         assert report["meta"]["options"]["aggregate"] == aggregate
         fingerprints[aggregate] = report["meta"]["fingerprint"]
     assert fingerprints["mean"] != fingerprints["sum"]  # different scores, different cache keys
+
+
+def test_truncation_counts_agree_serial_xdist_and_cached(pytester, clf_dir, bench_file, tmp_path):
+    """The count comes from the flag stored with each score, not from the process that scored it."""
+    cache = f"--rmgap-cache={tmp_path / 'c.sqlite'}"
+
+    def run(out, *args):
+        pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", f"--rm-model=classifier:{clf_dir}",
+                           f"--rmgap-data={bench_file}", "--rm-max-length=100", "--rm-dtype=float32",
+                           f"--rmgap-report={out}", "-k", "avg", *args)
+        return json.loads((pytester.path / out / "report.json").read_text())["counts"]
+
+    serial = run("serial", cache)
+    cached_xdist = run("cached_xdist", cache, "-n", "2")
+    uncached_xdist = run("uncached_xdist", "--rmgap-cache=off", "-n", "2")
+    assert 0 < serial["truncated_pairs"] < 576
+    assert serial["truncated_pairs"] == cached_xdist["truncated_pairs"] == uncached_xdist["truncated_pairs"]
+    assert (serial["scored"], cached_xdist["scored"], uncached_xdist["scored"]) == (576, 0, 576)
+    assert cached_xdist["cache_hits"] == 576 and "cache_hits" not in uncached_xdist

@@ -250,7 +250,7 @@ def test_evaluate_matches_local_python_scorer(server, tmp_path):
     ev = evaluate(path, server.url, cache=False, n_boot=100)
     local = evaluate(path, f"python:{rewards_path}:score", cache=False, n_boot=100)
     assert ev.reference == local.reference
-    assert ev.counts["pairs_scored"] == local.counts["pairs_scored"] > 0
+    assert ev.counts["scored"] == local.counts["scored"] > 0
     assert len(server.requests) > 1
 
 
