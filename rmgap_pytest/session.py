@@ -242,7 +242,9 @@ def _check_cache_file(scorer: Scorer, setting: str | None) -> None:
     """An existing cache file that is not a score cache is a usage error now, not 170 failed items."""
     from .cache import ScoreStore, resolve_cache_path
 
-    path = resolve_cache_path(setting or True) if scorer.fingerprint is not None else None
+    # Not gated on scorer.fingerprint: a remote scorer's fingerprint asks its server, which
+    # belongs to scoring (a dead server is a scoring failure), not to start-up checks.
+    path = resolve_cache_path(setting or True)
     if path is not None and path.exists():
         ScoreStore(path).close()
 

@@ -102,7 +102,7 @@ def test_counts_add_up_across_workers_and_survive_a_cached_rerun(gate):
     assert first["scored"] == 1152 and first["cache_hits"] == 0 and first["cache"] == "on"
     result, again = run(pytester, data, cache, "--rm-scorer-version=1", "--rmgap-report=out", "-n", "2")
     assert again["scored"] == 0 and again["cache_hits"] == 1152
-    result.stdout.fnmatch_lines(["Scoring: 0 pairs computed in *, 1152 served from the score cache (of 1152 pairs)"])
+    result.stdout.fnmatch_lines(["Scoring: 0 pairs computed in *, 1152 served from the score cache (of 1152*"])
     assert len((tmp / "asked.log").read_text().split()) == 1152  # each pair asked once in all four processes
 
 
