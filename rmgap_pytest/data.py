@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -46,7 +48,7 @@ class Record:
     winners: tuple[str, ...]  # per group, in file order: the key of the right response
     prompts: tuple[tuple[str, ...], ...]  # per group: base prompt + 2 paraphrases
     profiles: dict[str, dict[str, str]] | None  # response key -> {dimension: level}
-    line: int
+    line: int  # line in a JSONL file; 1-based element number in a JSON array file
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # unknown fields, kept
 
 
@@ -55,7 +57,7 @@ class Benchmark:
     """A loaded benchmark file."""
 
     path: str
-    sha256: str
+    sha256: str  # records_sha256: the parsed records' identity, not the file's bytes
     records: tuple[Record, ...]
     synthetic: bool = False
 
@@ -75,7 +77,15 @@ def sample_path() -> Path:
 
 
 def load_benchmark(path: str | Path | None = None) -> Benchmark:
-    """Load and validate an RMGAP JSONL file (default: the embedded sample)."""
+    """Load and validate an RMGAP file (default: the embedded sample).
+
+    Accepts JSONL (one record per line; CRLF line endings and a UTF-8 BOM are
+    fine) and a JSON array of records. ``Benchmark.sha256`` identifies the
+    parsed records, not the file's bytes (see ``records_sha256``), so the same
+    data saved with other line endings or as an array is the same benchmark.
+    Raises ``DataError`` naming the file, line (or array element), record,
+    field and the fix.
+    """
     p = Path(path).expanduser() if path is not None else sample_path()
     if not p.exists():
         raise DataError(str(p), "the benchmark file does not exist.",
@@ -83,54 +93,148 @@ def load_benchmark(path: str | Path | None = None) -> Benchmark:
                             "github.com/nanzhi84/RMGAP), or leave the option out to use the embedded sample.")
     if p.is_dir():
         raise DataError(str(p), "is a directory, not a JSONL file.", fix="point at the .jsonl file inside it.")
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(str(p), f"is not UTF-8 text ({exc}).", fix="save the file as UTF-8 JSONL.") from None
+    raw = p.read_bytes().removeprefix(_UTF8_BOM)  # a BOM is an encoding mark, not data
+    is_array = raw.lstrip()[:1] == b"["
+    objects = _array_objects(raw, str(p)) if is_array else _jsonl_objects(raw, str(p))
+    label = "element" if is_array else "line"
     records: list[Record] = []
     seen: dict[str, int] = {}
     synthetic = False
-    # Split on "\n" alone: str.splitlines() also splits on U+2028, U+0085 and form feeds,
-    # which JSON writers leave raw inside strings (ensure_ascii=False).
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(str(p), f"is not valid JSON ({exc.msg} at column {exc.colno}).", line=lineno,
-                            fix="each line must hold one complete JSON object; the line may be truncated.") from None
-        rec = parse_record(obj, str(p), lineno)
+    for where, obj in objects:
+        rec = parse_record(obj, str(p), where, label)
         if rec.id in seen:
-            raise DataError(str(p), f"duplicate record id {rec.id!r} (first seen on line {seen[rec.id]}).",
-                            line=lineno, record_id=rec.id, fix="give every record a unique id.")
-        seen[rec.id] = lineno
+            raise DataError(str(p), f"duplicate record id {rec.id!r} (first seen on {label} {seen[rec.id]}).",
+                            line=where, record_id=rec.id, fix="give every record a unique id.", line_label=label)
+        seen[rec.id] = where
         synthetic = synthetic or bool(rec.extra.get("synthetic"))
         records.append(rec)
     if not records:
         raise DataError(str(p), "holds no records (the file is empty).",
                         fix="point at an RMGAP JSONL file with one record per line.")
-    return Benchmark(str(p), hashlib.sha256(raw).hexdigest(), tuple(records), synthetic)
+    return Benchmark(str(p), records_sha256(obj for _, obj in objects), tuple(records), synthetic)
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def records_sha256(objects: Iterable[Any]) -> str:
+    """sha256 of the records' canonical JSON (sorted keys, ASCII, no spaces), one per line.
+
+    The benchmark's identity: independent of line endings, a BOM, key order,
+    whitespace and JSONL versus a JSON array; any change to a value changes it.
+    """
+    h = hashlib.sha256()
+    for obj in objects:
+        h.update(json.dumps(obj, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _jsonl_objects(raw: bytes, path: str) -> list[tuple[int, Any]]:
+    """``(line number, decoded object)`` per non-empty line."""
+    out = []
+    # Bytes that are not UTF-8 decode to U+DC80..U+DCFF (surrogateescape) so that parse_record
+    # can name the record and field that holds them. Split on "\n" alone: str.splitlines() also
+    # splits on U+2028, U+0085 and form feeds, which JSON writers leave raw inside strings.
+    for lineno, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        line = line_bytes.removesuffix(b"\r").decode("utf-8", errors="surrogateescape")
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"is not valid JSON ({exc.msg} at column {exc.colno}).", line=lineno,
+                            fix="each line must hold one complete JSON object; the line may be truncated.") from None
+        out.append((lineno, obj))
+    return out
+
+
+def _array_objects(raw: bytes, path: str) -> list[tuple[int, Any]]:
+    """A JSON array of records: ``(element number, object)``, numbered from 1."""
+    try:
+        value = json.loads(raw.decode("utf-8", errors="surrogateescape"))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"starts with '[' but is not a valid JSON array ({exc.msg} at line {exc.lineno}, "
+                        f"column {exc.colno}).",
+                        fix="write one record per line (JSONL), e.g. jq -c '.[]' FILE.json > FILE.jsonl") from None
+    if not isinstance(value, list):  # pragma: no cover - a document starting with '[' is a list
+        raise DataError(path, "is not a JSON array of records.", fix="write one record per line (JSONL).")
+    return list(enumerate(value, start=1))
+
+
+# Text a tokenizer cannot encode or that silently changes what a model reads: lone UTF-16
+# surrogates (half of an emoji, valid as a JSON escape), bytes that were not UTF-8 (decoded
+# with surrogateescape: U+DC80..U+DCFF), NUL, and a byte-order mark inside the text.
+_HAZARD = re.compile("[\ud800-\udfff\x00\ufeff]")
+
+
+def _hazard_text(ch: str) -> tuple[str, str]:
+    """(what the character is, how to fix it)."""
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:
+        return (f"a byte that is not UTF-8 (0x{code - 0xDC00:02x})",
+                "re-export the file as UTF-8, or replace that character")
+    if 0xD800 <= code <= 0xDFFF:
+        return (f"a lone UTF-16 surrogate (\\u{code:04x}, half of a character such as an emoji, usually "
+                "from text cut by UTF-16 length)",
+                "replace it with the whole character or U+FFFD, or drop it (e.g. "
+                "text.encode('utf-8', 'replace').decode('utf-8'))")
+    if code == 0:
+        return "a NUL character (\\u0000)", "remove it; no tokenizer reads it as text"
+    return ("a byte-order mark (\\ufeff) inside the text, usually from pasting files together",
+            "remove it")
+
+
+def _first_hazard(obj: Any, path: str) -> tuple[str, str] | None:
+    """(JSON path of the first string holding a hazard, the character), depth first."""
+    if isinstance(obj, str):
+        m = _HAZARD.search(obj)
+        return (path, m.group()) if m else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        sub = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
+        found = (_first_hazard(key, sub) if isinstance(key, str) else None) or _first_hazard(value, sub)
+        if found:
+            return found
+    return None
+
+
+def _check_text(obj: dict[str, Any], fail) -> None:
+    """Refuse text a tokenizer cannot encode, naming the field (and the response key)."""
+    for name in ("id", "domain", "responses", "prompt_groups", "style_assignments"):
+        found = _first_hazard(obj.get(name), name)
+        if found is None:
+            continue
+        field, ch = found
+        what, fix = _hazard_text(ch)
+        resp = re.match(r"responses\[(\d+)\]", field)
+        if resp and isinstance(obj["responses"], list) and isinstance(obj["responses"][int(resp[1])], dict):
+            field += f" (response {obj['responses'][int(resp[1])].get('key')!r})"
+        raise fail(f"{field} holds {what}.", f"{fix}.")
 
 
 _KNOWN = {"id", "domain", "responses", "prompt_groups", "style_assignments"}
 
 
-def parse_record(obj: Any, path: str, line: int) -> Record:
-    """Validate one decoded JSON line against DESIGN.md section 1."""
+def parse_record(obj: Any, path: str, line: int, line_label: str = "line") -> Record:
+    """Validate one decoded JSON record against DESIGN.md section 1.
+
+    ``line`` is the record's line (JSONL) or 1-based element number (JSON array,
+    ``line_label="element"``); errors name it, the record id, the field and the fix.
+    """
     if not isinstance(obj, dict):
         raise DataError(path, f"expected a JSON object, got {type(obj).__name__}.", line=line,
-                        fix="each line must be one RMGAP record object.")
+                        fix="each line must be one RMGAP record object.", line_label=line_label)
     rid = obj.get("id")
     if not isinstance(rid, (str, int)) or (isinstance(rid, str) and not rid.strip()):
         raise DataError(path, f"the record has no usable 'id' (got {rid!r}).", line=line,
-                        fix="give each record a non-empty string id.")
+                        fix="give each record a non-empty string id.", line_label=line_label)
     rid = str(rid)
 
     def fail(message: str, fix: str) -> DataError:
-        return DataError(path, message, line=line, record_id=rid, fix=fix)
+        return DataError(path, message, line=line, record_id=rid, fix=fix, line_label=line_label)
+
+    _check_text(obj, fail)
 
     for key in ("domain", "responses", "prompt_groups"):
         if key not in obj:
