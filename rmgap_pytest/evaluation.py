@@ -92,11 +92,20 @@ def evaluation_from_scores(bench: Benchmark, scores: np.ndarray, scorer: Scorer,
     stats = scorer.stats
     counts = dict(records=len(bench.records), items=len(out), pairs=len(out) * N_RESPONSES,
                   invalid_items=int(out["invalid"].sum()), truncated_pairs=int(stats.truncated),
-                  pairs_scored=int(stats.pairs_scored), cache_hits=int(stats.cache_hits))
+                  pairs_scored=int(stats.pairs_scored), cache_hits=int(stats.cache_hits),
+                  tied_items=tied_items(scores))
     meta = run_meta(bench, scorer, options or {}, n_boot=n_boot, seed=seed, min_support=min_support)
     if scoring_seconds is not None:
         meta["scoring_seconds"] = round(scoring_seconds, 3)
     return Evaluation(meta, out, table, reference_metrics(out), counts)
+
+
+def tied_items(scores: np.ndarray) -> int:
+    """Items (rows of 4 scores) where two finite scores are exactly equal: a tie counts as a loss, so
+    ties a scorer manufactures (low-precision rounding) always go against the model."""
+    s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1, N_RESPONSES), axis=1)
+    same = (s[:, 1:] == s[:, :-1]) & np.isfinite(s[:, 1:])
+    return int(same.any(axis=1).sum())
 
 
 def run_meta(bench: Benchmark, scorer: Scorer, options: dict, **settings: Any) -> dict[str, Any]:

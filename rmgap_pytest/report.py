@@ -27,7 +27,7 @@ N_GAPS = 5
 N_TERMINAL_FAILS = 20  # more would scroll the verdict off a CI log's screen
 N_TERMINAL_REGRESSIONS = 10
 SYNTHETIC_WARNING = "synthetic data (schema-valid filler, not RMGAP): these numbers say nothing about the model"
-NO_PROFILES = "none: the data has no style profiles, so there are no category-profile cells"
+NO_PROFILES = "none: no category-profile cell reaches min_support (or the data has no style profiles)"
 CHECK_HEADER = ("Check", "Metric", "Value [95%]", "Threshold", "Support", "Reason")
 
 

@@ -147,7 +147,7 @@ class RemoteScorer:
             elif isinstance(v, (int, float)) and not isinstance(v, bool):
                 arr[i] = float(v)
             else:
-                raise ScorerError(f"The reward-model server {where} returned a non-numeric score {v!r} at position "
+                raise ScorerError(f"The reward-model server {where} returned a non-numeric score {_clip(repr(v))} at position "
                                   f"{i}. Fix: return numbers (null is allowed and counts as a wrong answer).")
         return arr
 
@@ -169,6 +169,11 @@ def _excerpt(body: bytes, token: str | None) -> str:
     if token:
         text = text.replace(token, "***")  # a server echoing the request must not leak the token
     return text[:BODY_EXCERPT] + ("..." if len(text) > BODY_EXCERPT else "")
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """A quoted value cut to an excerpt: a server that returns vectors must not flood every message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _body_note(excerpt: str) -> str:

@@ -72,12 +72,12 @@ def test_token_merged_across_boundary_belongs_to_response(plain_lm_dir: Path) ->
     from rmgap_pytest.scorers._encode import encode_pairs
 
     enc = encode_pairs(tok, ["Say hel"], ["lo world"], style="concat")[0]
-    assert tok.convert_ids_to_tokens(enc.ids[enc.response[0]]) == "Ġhello"
-    assert tok.decode(enc.ids[enc.response[0]:]) == " hello world"
+    assert tok.convert_ids_to_tokens(enc.ids[enc.scored_from]) == "Ġhello"
+    assert tok.decode(enc.ids[enc.scored_from:]) == " hello world"
     model = scorer.lm.model
     with torch.inference_mode():
         logp = model(input_ids=torch.tensor([enc.ids])).logits[0].float().log_softmax(-1)
-    hand = sum(logp[t - 1, enc.ids[t]].item() for t in range(enc.response[0], len(enc.ids)))
+    hand = sum(logp[t - 1, enc.ids[t]].item() for t in range(enc.scored_from, len(enc.ids)))
     assert scorer.score(["Say hel"], ["lo world"])[0] == pytest.approx(hand, abs=1e-4)
 
 
@@ -96,11 +96,14 @@ def test_dpo_is_zero_when_policy_is_reference(lm_dir: Path) -> None:
     assert np.array_equal(scorer.score(PROMPTS, RESPONSES), np.zeros(len(PROMPTS)))
 
 
-def test_dpo_is_policy_minus_reference(lm_dir: Path, ref_lm_dir: Path) -> None:
-    dpo = DpoScorer(str(lm_dir), f"dpo:{lm_dir}", options(ref_model=str(ref_lm_dir), aggregate="sum"))
-    expected = (logprob(lm_dir, aggregate="sum").score(PROMPTS, RESPONSES)
-                - logprob(ref_lm_dir, aggregate="sum").score(PROMPTS, RESPONSES))
-    np.testing.assert_allclose(dpo.score(PROMPTS, RESPONSES), expected, atol=1e-4)
+def test_dpo_is_beta_times_policy_minus_reference(lm_dir: Path, ref_lm_dir: Path) -> None:
+    """The DPO implicit reward: beta * (summed policy - summed reference log-probs); beta 0.1 by default."""
+    summed = (logprob(lm_dir, aggregate="sum").score(PROMPTS, RESPONSES)
+              - logprob(ref_lm_dir, aggregate="sum").score(PROMPTS, RESPONSES))
+    dpo = DpoScorer(str(lm_dir), f"dpo:{lm_dir}", options(ref_model=str(ref_lm_dir)))
+    np.testing.assert_allclose(dpo.score(PROMPTS, RESPONSES), 0.1 * summed, atol=1e-5)
+    dpo = DpoScorer(str(lm_dir), f"dpo:{lm_dir}", options(ref_model=str(ref_lm_dir), beta=2.0))
+    np.testing.assert_allclose(dpo.score(PROMPTS, RESPONSES), 2.0 * summed, atol=1e-4)
     assert dpo.fingerprint != DpoScorer(str(lm_dir), "dpo", options(ref_model=str(lm_dir))).fingerprint
 
 
