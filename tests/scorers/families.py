@@ -266,7 +266,7 @@ def build(family: str | Family, root: Path, *, kind: str = "classifier", seed: i
         model = getattr(transformers, fam.model_class)(_config(fam, tok, **config))
     else:
         cls = fam.model_class.replace("ForSequenceClassification", "ForCausalLM")
-        model = getattr(transformers, cls)(_config(fam, tok, initializer_range=0.05, **config))
+        model = getattr(transformers, cls)(_config(fam, tok, **{"initializer_range": 0.05, **config}))
     path.mkdir(parents=True, exist_ok=True)
     model.eval().save_pretrained(path)
     tok.save_pretrained(path)

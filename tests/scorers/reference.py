@@ -91,3 +91,28 @@ class Reference:
             else:
                 out.append(self.score_ids(self.ids(p, r), label))
         return np.array(out)
+
+
+def reference_logprobs(model: Any, tok: Any, prompt: str, response: str) -> np.ndarray:
+    """log p(token | prefix) of the response's tokens, from one unpadded forward of the model's own logits.
+
+    The response's tokens are those after the longest common prefix of the pair's ids and the prompt's
+    (chat: the prompt rendered with the generation prompt; plain: the prompt text).
+    """
+    if tok.chat_template:
+        head = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, return_dict=False,
+                                       add_generation_prompt=True, date_string=PINNED)
+        head_ids = tok(head, add_special_tokens=False, split_special_tokens=has_special(tok, prompt))["input_ids"]
+        ids = reference_ids(tok, prompt, response)
+        if has_special(tok, prompt):  # the template's text around the prompt stays special
+            a = head.split(prompt)[0]
+            head_ids = (tok(a, add_special_tokens=False)["input_ids"]
+                        + tok(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+                        + tok(head[len(a) + len(prompt):], add_special_tokens=False)["input_ids"])
+    else:
+        head_ids = tok(prompt, split_special_tokens=True)["input_ids"]
+        ids = tok(prompt + response, split_special_tokens=True)["input_ids"]
+    start = next((i for i, (x, y) in enumerate(zip(ids, head_ids)) if x != y), min(len(ids), len(head_ids)))
+    with torch.inference_mode():
+        logp = model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    return np.array([logp[t - 1, ids[t]].item() for t in range(max(start, 1), len(ids))])

@@ -111,7 +111,7 @@ def test_truncation_keeps_the_response(clf_dir: Path) -> None:
 
 
 def test_multi_label_head_needs_label(multi_label_dir: Path) -> None:
-    with pytest.raises(ScorerError, match=r"3 labels.*label=K"):
+    with pytest.raises(ScorerError, match=r"3 labels.*label=K \(pytest --rm-label K; rmgap eval --label K\)"):
         classifier(multi_label_dir)
     with pytest.raises(ScorerError, match="between 0 and 2"):
         classifier(multi_label_dir, label=5)
