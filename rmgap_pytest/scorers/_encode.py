@@ -150,6 +150,12 @@ class PairEncoder:
 
     def _run(self, inputs: list[Any], *, split: bool, add_special: bool = False) -> list[Any]:
         tk = self.backend
+        # A tokenizer.json may carry its own truncation (sentence-transformers saves max_length 128) or
+        # padding; transformers switches them off on every call, and so must we: truncation is ours.
+        if tk.truncation is not None:
+            tk.no_truncation()
+        if tk.padding is not None:
+            tk.no_padding()
         previous = tk.encode_special_tokens
         tk.encode_special_tokens = split
         try:
