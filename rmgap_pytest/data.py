@@ -93,7 +93,11 @@ def load_benchmark(path: str | Path | None = None) -> Benchmark:
                             "github.com/nanzhi84/RMGAP), or leave the option out to use the embedded sample.")
     if p.is_dir():
         raise DataError(str(p), "is a directory, not a JSONL file.", fix="point at the .jsonl file inside it.")
-    raw = p.read_bytes().removeprefix(_UTF8_BOM)  # a BOM is an encoding mark, not data
+    raw = p.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(str(p), "is UTF-16 text (it starts with a UTF-16 byte-order mark).",
+                        fix="re-save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT.")
+    raw = raw.removeprefix(_UTF8_BOM)  # a BOM is an encoding mark, not data
     is_array = raw.lstrip()[:1] == b"["
     objects = _array_objects(raw, str(p)) if is_array else _jsonl_objects(raw, str(p))
     label = "element" if is_array else "line"

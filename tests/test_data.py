@@ -200,3 +200,10 @@ def test_invalid_utf8_bytes_name_line_record_and_field(tmp_path):
     msg = str(err.value)
     assert "line 2 (record 'latin'): responses[2].text (response 'response3') holds a byte that is not UTF-8 (0xe9)" in msg
     assert "Fix: re-export the file as UTF-8" in msg
+
+
+def test_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "u16.jsonl"
+    path.write_bytes((json.dumps(make_record("a")) + "\n").encode("utf-16"))
+    with pytest.raises(DataError, match=r"u16.jsonl: is UTF-16 text.*Fix: re-save it as UTF-8"):
+        load_benchmark(path)

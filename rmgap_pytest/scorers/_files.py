@@ -35,7 +35,7 @@ from .base import ScorerOptions
 
 __all__ = ["SCORING_VERSION", "DTYPES", "read_config", "check_model_dir", "model_identity", "fingerprint",
            "resolve_device_name", "resolve_dtype_name", "cpu_has_fast_bf16", "visible_nvidia_gpus",
-           "position_limit", "tokenizer_limit", "check_max_length", "custom_class", "flag"]
+           "position_limit", "tokenizer_limit", "check_max_length", "custom_class", "reward_class", "flag"]
 
 # Bump when a change in rendering, truncation or pooling changes scores, so cached scores expire.
 # 2: content encoded as text, template kept whole on truncation, pinned template date, fp32 heads,
@@ -290,3 +290,19 @@ def custom_class(config: dict[str, Any], auto_class: str) -> str | None:
     if isinstance(target, (list, tuple)):
         target = target[0]
     return target if isinstance(target, str) and target else None
+
+
+def reward_class(config: dict[str, Any]) -> tuple[str, str] | None:
+    """``(auto class, repository class)`` of a reward model shipped as repository code.
+
+    The class registered for ``AutoModelForSequenceClassification``, else one
+    registered for ``AutoModel`` whose name says it is a reward model
+    (InternLM2-style ``...ForRewardModel``).
+    """
+    seq = custom_class(config, "AutoModelForSequenceClassification")
+    if seq:
+        return "AutoModelForSequenceClassification", seq
+    base = custom_class(config, "AutoModel")
+    if base and "reward" in base.rsplit(".", 1)[-1].lower():
+        return "AutoModel", base
+    return None

@@ -9,7 +9,9 @@ Three ways a model yields its reward, chosen at load:
   with ``pad_token_id``, which picks the wrong token when pad == EOS and the
   input ends with EOS (``pool='last_non_pad'`` restores that rule). This path
   is taken only after a probe shows it equals the model's forward.
-- Repository code (``auto_map`` in config.json, ``trust_remote_code``): the
+- Repository code (``auto_map`` in config.json registers a class for
+  ``AutoModelForSequenceClassification``, or a ``...RewardModel`` class for
+  ``AutoModel`` as InternLM2 does; ``trust_remote_code``): the
   model's own forward runs, and its documented reward output is read:
   ``score``, else ``logits``, ``rewards`` or ``reward``; 1-D ``(batch,)`` or
   ``(batch, labels)``. Multi-objective heads with gating (ArmoRM-style) and
@@ -29,7 +31,7 @@ import numpy as np
 
 from ..errors import ScorerError
 from ._encode import Encoded
-from ._files import custom_class, flag
+from ._files import flag, reward_class
 from ._model import ModelScorer
 
 __all__ = ["ClassifierScorer", "reward_tensor"]
@@ -87,13 +89,15 @@ class ClassifierScorer(ModelScorer):
         if self.options.pool not in POOLS:
             raise ScorerError(f"pool={self.options.pool!r} is not one of {', '.join(POOLS)}. Fix: leave it unset "
                               f"(the pair's last token) or pass last_non_pad ({flag('pool')}).")
-        self.custom = custom_class(self.config, _AUTO)
+        found = reward_class(self.config)
+        self.auto_class, self.custom = found if found else (_AUTO, None)
         archs = [a for a in self.config.get("architectures") or [] if isinstance(a, str)]
         if self.custom:
             if not self.options.trust_remote_code:
                 raise ScorerError(f"{where}: config.json's auto_map registers the repository's own class "
-                                  f"{self.custom} for {_AUTO}; loading it runs that Python code. Fix: if you "
-                                  f"trust the repository, pass trust_remote_code=True ({flag('trust_remote_code')}).")
+                                  f"{self.custom} for {self.auto_class}; loading it runs that Python code. Fix: if "
+                                  f"you trust the repository, pass trust_remote_code=True "
+                                  f"({flag('trust_remote_code')}).")
             self.label = self.options.label  # checked against the output's shape when scoring
             return
         if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
@@ -111,13 +115,13 @@ class ClassifierScorer(ModelScorer):
 
     def _load(self) -> None:
         import torch
-        from transformers import AutoModelForSequenceClassification
+        import transformers
 
         from ._hf import fp32_heads, is_stock_class, load_model, load_tokenizer
 
         self.tokenizer = load_tokenizer(self.path, self.options)
         self.encoder = self._make_encoder()
-        self.model = load_model(AutoModelForSequenceClassification, self.path, self.options, self.dtype,
+        self.model = load_model(getattr(transformers, self.auto_class), self.path, self.options, self.dtype,
                                 self.device)
         head = getattr(self.model, "score", None)
         self._head = head if (is_stock_class(self.model) and isinstance(head, torch.nn.Linear)

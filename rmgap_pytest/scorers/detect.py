@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import ScorerError
+from ._files import reward_class
 from .base import ScorerOptions
 
 __all__ = ["detect_kind"]
@@ -29,9 +30,9 @@ def detect_kind(path: Path, options: ScorerOptions) -> tuple[str, str]:
         config = {}
     architectures = config.get("architectures") or []
     auto_map = config.get("auto_map") if isinstance(config.get("auto_map"), dict) else {}
-    if "AutoModelForSequenceClassification" in auto_map:
-        return "classifier", (f"config.json's auto_map registers {auto_map['AutoModelForSequenceClassification']} "
-                              "for AutoModelForSequenceClassification")
+    reward = reward_class(config)
+    if reward:
+        return "classifier", f"config.json's auto_map registers {reward[1]} for {reward[0]}"
     for arch in architectures:
         if isinstance(arch, str) and arch.endswith("ForSequenceClassification"):
             return "classifier", f"config.json architectures lists {arch}"

@@ -273,7 +273,8 @@ def build(family: str | Family, root: Path, *, kind: str = "classifier", seed: i
     return path
 
 
-def build_custom(root: Path, *, output: str = "gating", pad_is_eos: bool = False, arch: str | None = None) -> Path:
+def build_custom(root: Path, *, output: str = "gating", pad_is_eos: bool = False, arch: str | None = None,
+                 auto: str = "AutoModelForSequenceClassification") -> Path:
     """A reward model shipped as repository code (auto_map), read through its own forward.
 
     ``output``: ``gating`` (ArmoRM-like: rewards (B, k), gate, score (B,)), ``value`` (a plain (B,) tensor),
@@ -281,7 +282,7 @@ def build_custom(root: Path, *, output: str = "gating", pad_is_eos: bool = False
     """
     fam = FAMILIES["llama3"]
     named = dict(fam.named, pad_token=fam.named["eos_token"]) if pad_is_eos else fam.named
-    fam = Family(f"custom_{output}{'_padeos' if pad_is_eos else ''}", LLAMA3, fam.specials, named, "LlamaConfig",
+    fam = Family(f"custom_{output}{'_padeos' if pad_is_eos else ''}_{auto}", LLAMA3, fam.specials, named, "LlamaConfig",
                  "LlamaForSequenceClassification", LLAMA_CFG, post="bos", literal="<|eot_id|>")
     path = Path(root) / fam.name
     if (path / "config.json").is_file():
@@ -302,6 +303,6 @@ def build_custom(root: Path, *, output: str = "gating", pad_is_eos: bool = False
     shutil.copy(HERE / "modeling_gating_rm.py", path / "modeling_gating_rm.py")
     config = json.loads((path / "config.json").read_text())
     config["architectures"] = [arch or "LlamaForRewardModelWithGating"]
-    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_gating_rm.GatingRewardModel"}
+    config["auto_map"] = {auto: "modeling_gating_rm.GatingRewardModel"}
     (path / "config.json").write_text(json.dumps(config, indent=2))
     return path

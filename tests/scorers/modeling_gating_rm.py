@@ -52,3 +52,7 @@ class GatingRewardModel(LlamaPreTrainedModel):
         if self.config.reward_output == "logits1":
             return LogitsOutput(logits=score[:, None])
         return GatingOutput(rewards=rewards, gating_output=gate, score=score)
+
+
+class TinyLMForRewardModel(GatingRewardModel):
+    """The same model under a reward-model class name, as registered for AutoModel (InternLM2's layout)."""

@@ -59,9 +59,9 @@ def reference_ids(tok: Any, prompt: str, response: str, *, encoder: bool = False
 class Reference:
     """A fp32 reward model and its tokenizer, scoring ids one sequence at a time."""
 
-    def __init__(self, path: Path, **load: Any) -> None:
+    def __init__(self, path: Path, auto: Any = AutoModelForSequenceClassification, **load: Any) -> None:
         self.tok = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, **load).eval()
+        self.model = auto.from_pretrained(path, dtype=torch.float32, **load).eval()
         self.encoder = self.model.config.model_type in ("bert", "roberta", "deberta-v2")
 
     def ids(self, prompt: str, response: str) -> list[int]:

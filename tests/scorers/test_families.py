@@ -21,8 +21,9 @@ from rmgap_pytest.scorers.classifier import ClassifierScorer
 
 PROMPTS, RESPONSES = make_pairs(10, seed=11)
 PROMPTS += ["user", "You are a helpful assistant.", "Caf\u00e9 na\u00efve? \u65e5\u672c\u8a9e \U0001f600",
-            "  padded prompt with spaces  "]
-RESPONSES += ["assistant", "hello there", "\u0645\u0631\u062d\u0628\u0627 \U0001f600 ok", "\nnewline first"]
+            "  padded prompt with spaces  ", "hello"]
+RESPONSES += ["assistant", "hello there", "\u0645\u0631\u062d\u0628\u0627 \U0001f600 ok", "\nnewline first",
+              "<think>\nreasoning first\n</think>\n\nthen the answer"]  # Qwen3's template moves the think part
 CLASSIFIERS = ["llama3", "llama31", "qwen25", "qwen3", "gemma2", "mistral", "zephyr_no_bos", "plain_llama",
                "plain_qwen", "bert", "roberta", "deberta"]
 
@@ -38,8 +39,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("families")
 
 
-def check_scorer(path: Path, prompts: list[str], responses: list[str], **kw: object) -> None:
-    ref = Reference(path, trust_remote_code=bool(kw.get("trust_remote_code")))
+def check_scorer(path: Path, prompts: list[str], responses: list[str], auto: object = None, **kw: object) -> None:
+    load = {"auto": auto} if auto is not None else {}
+    ref = Reference(path, trust_remote_code=bool(kw.get("trust_remote_code")), **load)
     want = ref.scores(prompts, responses, label=int(kw.get("label") or 0))
     scorer = ClassifierScorer(str(path), f"classifier:{path}", options(**kw))
     for batch_size in (1, 3, 16):
@@ -69,6 +71,32 @@ def test_multi_label_head(root: Path) -> None:
 @pytest.mark.parametrize("output", ["gating", "value", "logits1"])
 def test_repository_code_heads_run_their_own_forward(root: Path, output: str) -> None:
     check_scorer(build_custom(root, output=output), PROMPTS, RESPONSES, trust_remote_code=True)
+
+
+def test_reward_class_registered_for_automodel(root: Path) -> None:
+    """InternLM2-style: auto_map registers ...ForRewardModel for AutoModel only; its forward gives logits (B, 1)."""
+    from transformers import AutoModel
+
+    path = build_custom(root, output="logits1", auto="AutoModel", arch="TinyLMForRewardModel")
+    import json
+
+    config = json.loads((path / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_gating_rm.TinyLMForRewardModel",
+                          "AutoModelForCausalLM": "modeling_gating_rm.TinyLMForCausalLM"}
+    (path / "config.json").write_text(json.dumps(config))
+    check_scorer(path, PROMPTS[:6], RESPONSES[:6], auto=AutoModel, trust_remote_code=True)
+    from rmgap_pytest.scorers.detect import detect_kind
+
+    assert detect_kind(path, options())[0] == "classifier"  # not logprob, despite the causal LM entry
+
+
+def test_reward_class_lookup() -> None:
+    from rmgap_pytest.scorers._files import reward_class
+
+    assert reward_class({"auto_map": {"AutoModel": "m.InternLM2ForRewardModel"}}) == ("AutoModel", "m.InternLM2ForRewardModel")
+    assert reward_class({"auto_map": {"AutoModel": "m.InternLM2Model"}}) is None
+    assert reward_class({"auto_map": {"AutoModelForSequenceClassification": ["m.A", "m.AFast"]}}) == \
+        ("AutoModelForSequenceClassification", "m.A")
 
 
 def test_repository_code_that_finds_the_last_token_by_pad_id(root: Path) -> None:
