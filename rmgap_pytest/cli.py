@@ -41,7 +41,7 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=_positive_int, default=None, help="tokens per pair; longer prompts lose "
                    "their start")
     p.add_argument("--aggregate", default=None, choices=["mean", "sum", "discounted_sum"],
-                   help="logprob/dpo: how response token log-probs are combined")
+                   help="how response token log-probs are combined: logprob mean (default), dpo sum (default)")
     p.add_argument("--label", type=int, default=None, help="classifier: the logit of a multi-label head (0-based)")
     p.add_argument("--beta", type=float, default=None, help="dpo: beta of the DPO implicit reward (default 0.1)")
     p.add_argument("--chat-template", default=None, metavar="FILE", help="a Jinja chat template used instead of "
