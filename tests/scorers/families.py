@@ -153,6 +153,7 @@ class Family:
     model_class: str
     config: dict[str, Any] = field(default_factory=dict)
     post: str = "none"  # tokenizer post-processor: none | bos | cls_sep | roberta
+    metaspace: bool = False  # SentencePiece-style pre-tokenizer ("\u2581" for spaces) instead of byte-level
     extra: list[str] = field(default_factory=list)  # added tokens that are not special (Qwen3's <think>)
     literal: str = ""  # a special token a user might type
 
@@ -191,6 +192,9 @@ FAMILIES = {
     "mistral": Family("mistral", MISTRAL, ["<unk>", "<s>", "</s>"], {"bos_token": "<s>", "eos_token": "</s>",
                       "unk_token": "<unk>"}, "MistralConfig", "MistralForSequenceClassification", LLAMA_CFG,
                       post="bos", literal="</s>"),
+    "mistral_spm": Family("mistral_spm", MISTRAL, ["<unk>", "<s>", "</s>"], {"bos_token": "<s>", "eos_token": "</s>",
+                          "unk_token": "<unk>"}, "MistralConfig", "MistralForSequenceClassification", LLAMA_CFG,
+                          post="bos", literal="</s>", metaspace=True),
     "zephyr_no_bos": Family("zephyr_no_bos", ZEPHYR_NO_BOS, ["<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>"],
                             {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>"}, "LlamaConfig",
                             "LlamaForSequenceClassification", LLAMA_CFG, post="bos", literal="<|assistant|>"),
@@ -216,11 +220,17 @@ FAMILIES = {
 
 
 def tokenizer(family: Family) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=family.specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok = Tokenizer(models.BPE(unk_token=family.named.get("unk_token")))
+    if family.metaspace:  # Llama 2 / Mistral v0.1 style: "\u2581" marks spaces, prepended to the first word
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+        alphabet = sorted(set("".join(CORPUS)) | set("[]/<>|_-.,:;!?'\"()$0123456789\n"))
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=family.specials, initial_alphabet=alphabet,
+                                  show_progress=False)
     tok.train_from_iterator(CORPUS * 4, trainer)
     named = family.named
     if family.post == "bos":

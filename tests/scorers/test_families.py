@@ -24,7 +24,7 @@ PROMPTS += ["user", "You are a helpful assistant.", "Caf\u00e9 na\u00efve? \u65e
             "  padded prompt with spaces  ", "hello"]
 RESPONSES += ["assistant", "hello there", "\u0645\u0631\u062d\u0628\u0627 \U0001f600 ok", "\nnewline first",
               "<think>\nreasoning first\n</think>\n\nthen the answer"]  # Qwen3's template moves the think part
-CLASSIFIERS = ["llama3", "llama31", "qwen25", "qwen3", "gemma2", "mistral", "zephyr_no_bos", "plain_llama",
+CLASSIFIERS = ["llama3", "llama31", "qwen25", "qwen3", "gemma2", "mistral", "mistral_spm", "zephyr_no_bos", "plain_llama",
                "plain_qwen", "bert", "roberta", "deberta"]
 
 

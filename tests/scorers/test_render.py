@@ -32,7 +32,7 @@ def classifier(path: Path, **kw: object) -> ClassifierScorer:
     return ClassifierScorer(str(path), f"classifier:{path}", options(**kw))
 
 
-@pytest.mark.parametrize("family", ["qwen3", "qwen25", "llama31", "gemma2", "mistral"])
+@pytest.mark.parametrize("family", ["qwen3", "qwen25", "llama31", "gemma2", "mistral", "mistral_spm"])
 def test_truncation_cuts_only_the_texts(root: Path, family: str) -> None:
     path = build(family, root)
     full = classifier(path)
@@ -68,7 +68,8 @@ def test_template_alone_longer_than_max_length_is_refused(root: Path) -> None:
         scorer.score(["hello"], ["there"])
 
 
-@pytest.mark.parametrize("family", ["llama3", "llama31", "qwen25", "qwen3", "gemma2", "mistral", "zephyr_no_bos",
+@pytest.mark.parametrize("family", ["llama3", "llama31", "qwen25", "qwen3", "gemma2", "mistral", "mistral_spm",
+                                    "zephyr_no_bos",
                                     "plain_llama", "plain_qwen", "bert", "roberta", "deberta"])
 def test_render_pairs_gives_the_classifier_ids(root: Path, family: str) -> None:
     path = build(family, root)
