@@ -78,8 +78,8 @@ def _hazard_text(ch: str) -> tuple[str, str]:
     if 0xD800 <= code <= 0xDFFF:
         return (f"a lone UTF-16 surrogate (\\u{code:04x}, half of a character such as an emoji, usually "
                 "from text cut by UTF-16 length)",
-                "replace it with the whole character or U+FFFD, or drop it (e.g. "
-                "text.encode('utf-8', 'replace').decode('utf-8'))")
+                "replace it with the whole character, or with U+FFFD (Python: text.encode('utf-16', "
+                "'surrogatepass').decode('utf-16', 'replace'))")
     if code == 0:
         return "a NUL character (\\u0000)", "remove it; no tokenizer reads it as text"
     return ("a byte-order mark (\\ufeff) inside the text, usually from pasting files together",

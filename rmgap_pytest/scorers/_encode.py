@@ -38,6 +38,7 @@ counts as the response's first token.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -127,6 +128,7 @@ class PairEncoder:
         specials = sorted({t.content for t in backend.get_added_tokens_decoder().values() if t.special and t.content},
                           key=len, reverse=True)
         self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self._seen: dict[str, bool] = {}
 
     @classmethod
     def from_hf(cls, tokenizer: Any, layout: str, *, chat_template: str | None = None,
@@ -146,7 +148,15 @@ class PairEncoder:
 
     # -- tokenizing --------------------------------------------------------------------------------------------
     def has_special(self, text: str) -> bool:
-        return bool(self._specials and self._specials.search(text))
+        """Whether ``text`` spells one of the tokenizer's special tokens (cached: RMGAP repeats texts)."""
+        if self._specials is None:
+            return False
+        found = self._seen.get(text)
+        if found is None:
+            if len(self._seen) > 200_000:
+                self._seen.clear()
+            found = self._seen[text] = bool(self._specials.search(text))
+        return found
 
     def _run(self, inputs: list[Any], *, split: bool, add_special: bool = False) -> list[Any]:
         tk = self.backend
@@ -187,17 +197,25 @@ class PairEncoder:
                 encoded[k] = enc
         out: list[tuple[list[int], list]] = [([], []) for _ in texts]
         for k, (i, start, _end, _split) in enumerate(pieces):
-            out[i][0].extend(encoded[k].ids)
-            out[i][1].extend((s + start, e + start) for s, e in encoded[k].offsets)
+            enc = encoded[k]
+            if not out[i][0] and start == 0:  # the usual case: one piece, taken as it is
+                out[i] = (list(enc.ids), enc.offsets)
+                continue
+            out[i][0].extend(enc.ids)
+            out[i][1].extend((s + start, e + start) for s, e in enc.offsets)
         return out
 
-    def _span(self, offsets: list, start: int, end: int) -> tuple[int, int]:
-        """Tokens whose first character lies in [start, end) (an empty range at ``end`` if none)."""
-        inside = [i for i, (s, e) in enumerate(offsets) if start <= s < end and e > s]
-        if inside:
-            return inside[0], inside[-1] + 1
-        after = next((i for i, (s, _e) in enumerate(offsets) if s >= end), len(offsets))
-        return after, after
+    @staticmethod
+    def _span(offsets: list, start: int, end: int, starts: list[int]) -> tuple[int, int]:
+        """Tokens whose first character lies in [start, end), zero-width ones at either edge left out
+        (an empty range where the next token starts, if none). Offsets ascend, so this is two bisections
+        over ``starts`` (each token's first character)."""
+        i, j = bisect.bisect_left(starts, start), bisect.bisect_left(starts, end)
+        while i < j and offsets[i][1] <= offsets[i][0]:
+            i += 1
+        while j > i and offsets[j - 1][1] <= offsets[j - 1][0]:
+            j -= 1
+        return (i, j) if i < j else (j, j)
 
     # -- layouts -----------------------------------------------------------------------------------------------
     def encode(self, prompts: Sequence[str], responses: Sequence[str], *, max_length: int | None = None,
@@ -209,12 +227,19 @@ class PairEncoder:
         elif self.layout == "pair":
             encs, texts = self._pair(prompts, responses), [(None, None)] * len(prompts)
         else:
-            encs, texts = self._plain(prompts, responses, with_target)
+            encs, texts = self._plain(prompts, responses, with_target, with_text)
         out = []
-        for enc, (text, offsets) in zip(encs, texts if with_text else [(None, None)] * len(encs)):
+        for enc, form in zip(encs, texts):
             cut = truncate(enc, max_length)
-            out.append(replace(cut, text=self._text_form(enc, cut, text, offsets)) if with_text else cut)
+            out.append(replace(cut, text=self._text_form(enc, cut, *self._with_bos(*form))) if with_text else cut)
         return out
+
+    def _with_bos(self, text: str | None, offsets: list | None, lead: int = 0) -> tuple[str | None, list | None]:
+        """The text form of a chat pair to which ``add_bos`` prepended the BOS token."""
+        if not lead or text is None or offsets is None:
+            return text, offsets
+        shift = len(self.bos or "")
+        return (self.bos or "") + text, [(0, shift)] + [(a + shift, b + shift) for a, b in offsets]
 
     def _chat(self, prompts: list[str], responses: list[str], with_target: bool) -> tuple[list[Encoded], list]:
         assert self.template is not None
@@ -231,19 +256,19 @@ class PairEncoder:
         encs, texts = [], []
         for k, (s, (ids, offsets)) in enumerate(zip(splits, tokens)):
             lead = 1 if prepend and ids[:1] != [self.bos_id] else 0
-            p, r = self._span(offsets, *s.prompt), self._span(offsets, *s.response)
+            starts = [a for a, _b in offsets]
+            p, r = self._span(offsets, *s.prompt, starts), self._span(offsets, *s.response, starts)
             target = None
             if with_target:
                 head = ([self.bos_id] if lead else []) + heads[k]
                 target = common_prefix_len(([self.bos_id] if lead else []) + ids, head)
             encs.append(Encoded(([self.bos_id] if lead else []) + ids, None, (p[0] + lead, p[1] + lead),
                                 (r[0] + lead, r[1] + lead), target=target))
-            shift = len(self.bos or "") if lead else 0
-            texts.append(((self.bos or "") * lead + s.text,
-                          [(0, shift)] * lead + [(a + shift, b + shift) for a, b in offsets]))
+            texts.append((s.text, offsets, lead))
         return encs, texts
 
-    def _plain(self, prompts: list[str], responses: list[str], with_target: bool) -> tuple[list[Encoded], list]:
+    def _plain(self, prompts: list[str], responses: list[str], with_target: bool,
+               with_text: bool = False) -> tuple[list[Encoded], list]:
         """``plain`` (classifier) and ``concat`` (log-probs): content is all text, specials split."""
         fulls = self._run([p + r for p, r in zip(prompts, responses)], split=True, add_special=True)
         heads = self._run(prompts, split=True, add_special=True) if with_target else []
@@ -261,7 +286,7 @@ class PairEncoder:
             r = (rest[0], rest[-1] + 1) if rest else (p[1], p[1])
             target = common_prefix_len(ids, heads[k].ids) if with_target else None
             encs.append(Encoded(ids, None, p, r, target=target))
-            texts.append(self._plain_text(prompt + responses[k], ids, offsets, special))
+            texts.append(self._plain_text(prompt + responses[k], ids, offsets, special) if with_text else (None, None))
         return encs, texts
 
     def _plain_text(self, content: str, ids: list[int], offsets: list,
@@ -271,18 +296,18 @@ class PairEncoder:
         tail = len(ids) - next((i for i, m in enumerate(reversed(special)) if not m), len(ids))
         if any(special[lead:tail]):
             return None, None
-        spell = [self.backend.id_to_token(t) or "" for t in ids]
-        prefix = "".join(spell[:lead])
+        spell = {i: self.backend.id_to_token(ids[i]) or "" for i in (*range(lead), *range(tail, len(ids)))}
+        prefix = "".join(spell[i] for i in range(lead))
         out, at = [], 0
-        for piece in spell[:lead]:
-            out.append((at, at + len(piece)))
-            at += len(piece)
+        for i in range(lead):
+            out.append((at, at + len(spell[i])))
+            at += len(spell[i])
         out += [(s + len(prefix), e + len(prefix)) for s, e in offsets[lead:tail]]
         at = len(prefix) + len(content)
-        for piece in spell[tail:]:
-            out.append((at, at + len(piece)))
-            at += len(piece)
-        return prefix + content + "".join(spell[tail:]), out
+        for i in range(tail, len(ids)):
+            out.append((at, at + len(spell[i])))
+            at += len(spell[i])
+        return prefix + content + "".join(spell[i] for i in range(tail, len(ids))), out
 
     def _pair(self, prompts: list[str], responses: list[str]) -> list[Encoded]:
         out = []

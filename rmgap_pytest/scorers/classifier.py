@@ -99,6 +99,9 @@ class ClassifierScorer(ModelScorer):
                                   f"you trust the repository, pass trust_remote_code=True "
                                   f"({flag('trust_remote_code')}).")
             self.label = self.options.label  # checked against the output's shape when scoring
+            self.stats.notes.append(f"{self.kind}: runs the repository's own forward ({self.custom}, registered for "
+                                    f"{self.auto_class} in auto_map) and reads its reward output "
+                                    f"({', '.join(_REWARD_FIELDS)})")
             return
         if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
             hint = (" It looks like a reward model with its own class, but config.json has no auto_map entry for "
@@ -132,9 +135,6 @@ class ClassifierScorer(ModelScorer):
                 self._head = None
         if self._head is None:
             fp32_heads(self.model)
-        if not is_stock_class(self.model):
-            self.stats.notes.append(f"{self.kind}: runs the repository's own forward ({type(self.model).__name__}, "
-                                    f"auto_map) and reads its reward output ({', '.join(_REWARD_FIELDS)})")
         if self.options.pool != "last" and self._head is None:
             self.stats.notes.append(f"{self.kind}: option pool={self.options.pool!r} applies to decoder reward heads "
                                     "only; this model pools by its own forward, so it is ignored")

@@ -149,9 +149,17 @@ class LogprobScorer(ModelScorer):
         self.how = how
         super().__init__(target, spec, options)
         self.lm: _CausalLM | None = None
+        for path, config in self._configs():
+            why = transforms_logits(config)
+            if why:
+                self.stats.notes.append(f"{self.kind}: {path.name}: config.json sets {why}, so log-probs come from "
+                                        "the model's own logits (head in float32), not the faster hidden-state path")
         if how != "discounted_sum" and options.gamma != ScorerOptions.gamma:
             self.stats.notes.append(f"{self.kind}: option gamma={options.gamma} applies to "
                                     "aggregate=discounted_sum only and is ignored")
+
+    def _configs(self) -> list[tuple[Path, dict[str, Any]]]:
+        return [(self.path, self.config)]
 
     def _fingerprint_options(self) -> dict[str, object]:
         extra: dict[str, object] = {"aggregate": self.how}
@@ -167,7 +175,7 @@ class LogprobScorer(ModelScorer):
         model = load_model(AutoModelForCausalLM, path, self.options, self.dtype, self.device)
         probe = self.tokenizer("A reward model reads this probe sentence.", return_tensors="pt").input_ids
         lm = _CausalLM(model, config, probe[:, :16].to(self.device))
-        if lm.full_logits:
+        if lm.full_logits and transforms_logits(config) is None:  # the config-named case is noted at start-up
             self.stats.notes.append(f"{self.kind}: {path.name}: log-probs from the model's own logits "
                                     f"({lm.why_full}), head in float32")
         return lm
@@ -215,6 +223,9 @@ class DpoScorer(LogprobScorer):
 
     def _model_dirs(self) -> dict[str, Path]:
         return {**super()._model_dirs(), "ref": self.ref_path}
+
+    def _configs(self) -> list[tuple[Path, dict[str, Any]]]:
+        return [(self.path, self.config)] + ([] if self.ref_path == self.path else [(self.ref_path, self.ref_config)])
 
     def _fingerprint_options(self) -> dict[str, object]:
         return {**super()._fingerprint_options(), "beta": float(self.options.beta)}
