@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ScorerError, did_you_mean
 from ._encode import Encoded
-from ._files import check_model_dir, flag, read_config
+from ._files import check_model_dir, custom_class, flag, read_config
 from ._model import ModelScorer
 from .base import ScorerOptions
 
@@ -160,6 +160,13 @@ class LogprobScorer(ModelScorer):
 
     def _configs(self) -> list[tuple[Path, dict[str, Any]]]:
         return [(self.path, self.config)]
+
+    def _check_config(self) -> None:
+        custom = custom_class(self.config, "AutoModelForCausalLM")
+        if custom and not self.options.trust_remote_code:
+            raise ScorerError(f"{self.path}: config.json's auto_map registers the repository's own class {custom} "
+                              "for AutoModelForCausalLM; loading it runs that Python code. Fix: if you trust the "
+                              f"repository, pass trust_remote_code=True ({flag('trust_remote_code')}).")
 
     def _fingerprint_options(self) -> dict[str, object]:
         extra: dict[str, object] = {"aggregate": self.how}

@@ -200,3 +200,16 @@ def test_bf16_log_probs_come_from_an_fp32_head(lm_dir: Path) -> None:
         logp = torch.nn.functional.linear(hidden.float(), head.weight.float()).log_softmax(-1)
     hand = sum(logp[t - 1, enc.ids[t]].item() for t in range(enc.scored_from, len(enc.ids)))
     assert scores[0] == pytest.approx(hand, abs=1e-4)
+
+
+def test_repository_language_model_needs_trust_remote_code(lm_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    copy = Path(shutil.copytree(lm_dir, tmp_path / "custom_lm"))
+    config = json.loads((copy / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_x.MyLM"}
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ScorerError, match=r"modeling_x.MyLM.*pytest --rm-trust-remote-code; rmgap eval "
+                                          r"--trust-remote-code"):
+        logprob(copy)
