@@ -43,8 +43,15 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=_positive_int, default=None, help="tokens per pair; longer prompts lose "
                    "their start")
     p.add_argument("--aggregate", default=None, choices=["mean", "sum", "discounted_sum"],
-                   help="logprob/dpo: how response token log-probs are combined")
+                   help="how response token log-probs are combined: logprob mean (default), dpo sum (default)")
     p.add_argument("--label", type=int, default=None, help="classifier: the logit of a multi-label head (0-based)")
+    p.add_argument("--beta", type=float, default=None, help="dpo: beta of the DPO implicit reward (default 0.1)")
+    p.add_argument("--chat-template", default=None, metavar="FILE", help="a Jinja chat template used instead of "
+                   "the tokenizer's (classifier, logprob, dpo)")
+    p.add_argument("--pool", default=None, choices=["last", "last_non_pad"], help="classifier: read the reward at "
+                   "the pair's last token (default) or at the last token that is not the pad id")
+    p.add_argument("--add-bos", action="store_true", default=None, help="chat templates: prepend the tokenizer's "
+                   "BOS when the template does not write it")
     p.add_argument("--allow-pickle", action="store_true", default=None,
                    help="load *.bin/*.pt weights (default: safetensors only)")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
@@ -64,7 +71,8 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
 def scorer_options(args: argparse.Namespace) -> dict:
     return dict(ref_model=args.ref_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                 max_length=args.max_length, aggregate=args.aggregate, trust_remote_code=args.trust_remote_code,
-                label=args.label, allow_pickle=args.allow_pickle,
+                label=args.label, allow_pickle=args.allow_pickle, beta=args.beta, chat_template=args.chat_template,
+                pool=args.pool, add_bos=args.add_bos,
                 version=args.scorer_version, progress=False if args.no_progress else None,
                 concurrency=args.concurrency, api_model=args.api_model, tokenizer=args.tokenizer)
 

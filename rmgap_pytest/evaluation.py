@@ -134,7 +134,7 @@ def evaluation_from_scores(bench: Benchmark, scores: np.ndarray, scorer: Scorer,
     table = metric_table(out, n_boot=n_boot, seed=seed, min_support=min_support)
     why = bias_table(out, response_levels(bench), n_boot=n_boot, seed=seed)  # the same bootstrap draws
     counts: dict[str, Any] = dict(records=len(bench.records), items=len(out), pairs=len(out) * N_RESPONSES,
-                                  invalid_items=int(out["invalid"].sum()))
+                                  invalid_items=int(out["invalid"].sum()), tied_items=tied_items(scores))
     if scoring is not None:
         counts.update(scoring.counts)
     meta = run_meta(bench, scorer, options or {}, n_boot=n_boot, seed=seed, min_support=min_support)
@@ -143,6 +143,14 @@ def evaluation_from_scores(bench: Benchmark, scores: np.ndarray, scorer: Scorer,
     if scoring_seconds is not None:
         meta["scoring_seconds"] = round(scoring_seconds, 3)
     return Evaluation(meta, out, table, reference_metrics(out), counts, why)
+
+
+def tied_items(scores: np.ndarray) -> int:
+    """Items (rows of 4 scores) where two finite scores are exactly equal: a tie counts as a loss, so
+    ties a scorer manufactures (low-precision rounding) always go against the model."""
+    s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1, N_RESPONSES), axis=1)
+    same = (s[:, 1:] == s[:, :-1]) & np.isfinite(s[:, 1:])
+    return int(same.any(axis=1).sum())
 
 
 def run_meta(bench: Benchmark, scorer: Scorer, options: dict, **settings: Any) -> dict[str, Any]:

@@ -29,7 +29,15 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-dtype", "rm_dtype", "RMGAP_DTYPE", "auto (default), float32, bfloat16 or float16"),
     ("--rm-batch-size", "rm_batch_size", None, "fixed pairs per batch (default: a token budget)"),
     ("--rm-max-length", "rm_max_length", None, "tokens per pair; longer prompts lose their start"),
-    ("--rm-aggregate", "rm_aggregate", None, "logprob/dpo: mean (default), sum or discounted_sum"),
+    ("--rm-aggregate", "rm_aggregate", None, "logprob: mean (default), sum or discounted_sum; dpo: sum (default)"),
+    ("--rm-beta", "rm_beta", None, "dpo: beta of the DPO implicit reward beta * (policy - reference) log-probs "
+     "(default 0.1)"),
+    ("--rm-chat-template", "rm_chat_template", None, "a Jinja chat template FILE used instead of the tokenizer's "
+     "(classifier, logprob, dpo)"),
+    ("--rm-pool", "rm_pool", None, "classifier: read the reward at the pair's last token (last, default) or at "
+     "the last token that is not the pad id (last_non_pad, transformers' rule)"),
+    ("--rm-add-bos", "rm_add_bos", None, "chat templates: prepend the tokenizer's BOS when the template does not "
+     "write it"),
     ("--rm-label", "rm_label", None, "classifier: the logit of a multi-label head to score with (0-based)"),
     ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
     ("--rm-allow-pickle", "rm_allow_pickle", None, "load *.bin/*.pt weights (default: safetensors only)"),
@@ -48,7 +56,7 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rmgap-cache", "rmgap_cache", "RMGAP_CACHE", "score cache file, or 'off' (default: "
      "~/.cache/rmgap-pytest/scores.sqlite)"),
 ]
-_FLAGS = {"--rm-trust-remote-code", "--rm-allow-pickle", "--rmgap-update-baseline"}
+_FLAGS = {"--rm-trust-remote-code", "--rm-allow-pickle", "--rmgap-update-baseline", "--rm-add-bos"}
 _AGGREGATES = ("mean", "sum", "discounted_sum")
 
 
@@ -85,6 +93,12 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                                 f"{', '.join(_AGGREGATES)}.")
     if values["rm_label"] is not None and not str(values["rm_label"]).strip().isdigit():
         raise pytest.UsageError(f"--rm-label: {values['rm_label']!r} is not a logit index (0, 1, ...).")
+    beta = None
+    if values["rm_beta"] is not None:
+        try:
+            beta = float(values["rm_beta"])
+        except ValueError:
+            raise pytest.UsageError(f"--rm-beta: {values['rm_beta']!r} is not a number.") from None
     for name in ("rm_batch_size", "rm_max_length", "rm_concurrency"):
         if values[name] is not None:
             text = str(values[name]).strip()
@@ -97,6 +111,8 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                    trust_remote_code=bool(values["rm_trust_remote_code"]) or None,
                    allow_pickle=bool(values["rm_allow_pickle"]) or None, aggregate=values["rm_aggregate"],
                    label=int(values["rm_label"]) if values["rm_label"] is not None else None,
+                   beta=beta, chat_template=values["rm_chat_template"], pool=values["rm_pool"],
+                   add_bos=bool(values["rm_add_bos"]) or None,
                    version=values["rm_scorer_version"], concurrency=ints.get("rm_concurrency"),
                    api_model=values["rm_api_model"], tokenizer=values["rm_tokenizer"])
     return GateSettings(model=values["rm_model"], data=values["rmgap_data"], thresholds=values["rmgap_thresholds"],

@@ -26,7 +26,7 @@ CHANCE_BON = 0.25  # four responses: a random scorer picks the winner one time i
 N_WORST_CELLS = 8
 N_GAPS = 5
 SYNTHETIC_WARNING = "synthetic data (schema-valid filler, not RMGAP): these numbers say nothing about the model"
-NO_PROFILES = "none: the data has no style profiles, so there are no category-profile cells"
+NO_PROFILES = "none: no category-profile cell reaches min_support (or the data has no style profiles)"
 ELLIPSIS = "…"
 
 

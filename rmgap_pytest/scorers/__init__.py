@@ -66,7 +66,7 @@ def build_scorer(spec: str, options: ScorerOptions) -> Scorer:
 
         kind, why = detect_kind(Path(spec).expanduser(), options)
         scorer = _factory(kind)(spec, spec, options)
-        scorer.stats.notes.append(f"{spec}: detected kind {kind!r} ({why})")
+        scorer.stats.notes.insert(0, f"{spec}: detected kind {kind!r} ({why})")
         return scorer
     if sep and not os.path.exists(spec):
         raise ScorerError(

@@ -99,7 +99,7 @@ class ScorerOptions:
     """
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N ; auto takes CUDA when present
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 ; see scorers/_hf.py for auto
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 ; see scorers/_files.py for auto
     batch_size: int | None = None  # fixed pairs per batch; None = use token_budget
     token_budget: int | None = None  # padded tokens per batch when batch_size is None; None = per device (batching.py)
     max_length: int | None = None  # None = the model's own limit
@@ -108,7 +108,11 @@ class ScorerOptions:
     allow_pickle: bool = False  # load *.bin/*.pt weights only when asked (safetensors otherwise)
     progress: bool = True  # progress display (a bar on a terminal, plain lines in a log)
     label: int | None = None  # classifier: which logit of a multi-label head
-    aggregate: str = "mean"  # logprob/dpo: mean | sum | discounted_sum
+    aggregate: str | None = None  # logprob: mean (default) | sum | discounted_sum; dpo: sum (default) or these
+    beta: float = 0.1  # dpo: the DPO implicit reward is beta * (policy - reference) summed log-probs (TRL's default)
+    chat_template: str | None = None  # a Jinja file used instead of the tokenizer's chat template
+    add_bos: bool = False  # chat layout: prepend the tokenizer's BOS when the template does not write it
+    pool: str = "last"  # classifier: last (the pair's last token) | last_non_pad (transformers' pad-id rule)
     gamma: float = 0.93  # discounted_sum discount, as the EndoRM reference
     version: str | None = None  # python: scorers are cached only when a version is named
     seed: int = 0  # builtin:random
