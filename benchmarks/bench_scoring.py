@@ -30,7 +30,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rmgap_pytest.scorers import load_scorer  # noqa: E402
-from rmgap_pytest.scorers._encode import encode_pairs, truncate  # noqa: E402
 
 NAIVE_BATCH = 8
 
@@ -95,9 +94,8 @@ def engine_efficiency(scorer: Any, prompts: list[str], responses: list[str], sli
     """Real / padded tokens of the engine's own plan, slice by slice as it ran."""
     real = padded = 0
     for i in range(0, len(prompts), slice_size):
-        encs = encode_pairs(scorer.tokenizer, prompts[i:i + slice_size], responses[i:i + slice_size],
-                            style=scorer.style)
-        lengths = [len(truncate(e, scorer.max_length).ids) for e in encs]
+        encs = scorer.encode(prompts[i:i + slice_size], responses[i:i + slice_size])  # rendered and truncated
+        lengths = [len(e.ids) for e in encs]
         for batch in scorer._plan(lengths):
             real += sum(lengths[j] for j in batch)
             padded += len(batch) * max(lengths[j] for j in batch)

@@ -22,6 +22,8 @@ _EXPORTS = {
     "Benchmark": "rmgap_pytest.data",
     "load_scorer": "rmgap_pytest.scorers",
     "Scorer": "rmgap_pytest.scorers.base",
+    "ItemScorer": "rmgap_pytest.scorers.base",
+    "Scored": "rmgap_pytest.scorers.base",
     "evaluate": "rmgap_pytest.evaluation",
     "Evaluation": "rmgap_pytest.evaluation",
     "load_thresholds": "rmgap_pytest.thresholds",

@@ -14,16 +14,15 @@ so the plan can be tested without a model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .errors import ScorerError
+from .progress import ProgressDisplay, advance_to, progress_scope, shared_bar
 
-__all__ = ["plan_batches", "padding_efficiency", "run_batches", "default_token_budget"]
+__all__ = ["plan_batches", "padding_efficiency", "run_batches", "default_token_budget",
+           "progress_scope", "advance_to"]  # the last two live in progress.py
 
 # Padded tokens per batch when the user sets none. A CPU wants batches whose
 # activations stay in cache: measured here (2-core Xeon, all-MiniLM-L6-v2
@@ -94,40 +93,6 @@ def _release_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
-_SHARED_BAR: ContextVar[Any] = ContextVar("rmgap_shared_bar", default=None)
-
-
-@contextmanager
-def progress_scope(total: int, desc: str, enabled: bool = True) -> Iterator[Any]:
-    """One progress bar for a whole run.
-
-    The score cache hands the engine many chunks; without this each chunk would
-    open its own bar. Inside the scope ``run_batches`` advances the shared bar,
-    and ``advance_to`` lets callers that bypass the engine (python: scorers)
-    keep it honest.
-    """
-    if not enabled or total <= 0:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True)
-    token = _SHARED_BAR.set(bar)
-    try:
-        yield bar
-    finally:
-        _SHARED_BAR.reset(token)
-        bar.total = bar.n  # other processes may have scored the rest
-        bar.refresh()
-        bar.close()
-
-
-def advance_to(bar: Any, done: int) -> None:
-    """Move a shared bar to ``done`` pairs if the engine did not already."""
-    if bar is not None and bar.n < done:
-        bar.update(done - bar.n)
-
-
 def run_batches(batches: Sequence[Sequence[int]], score_batch: Callable[[list[int]], np.ndarray],
                 total: int, *, progress: bool = False, desc: str = "scoring", unit: str = "pair") -> np.ndarray:
     """Call ``score_batch`` on each batch and return its rows in the original order.
@@ -140,12 +105,10 @@ def run_batches(batches: Sequence[Sequence[int]], score_batch: Callable[[list[in
     """
     out: np.ndarray | None = None  # allocated from the first result, which fixes the row shape
     # A shared bar counts pairs; rows of another unit (MiniLM embeds texts) leave it to the caller.
-    shared = _SHARED_BAR.get() if unit == "pair" else None
+    shared = shared_bar() if unit == "pair" else None
     bar = shared
-    if progress and _SHARED_BAR.get() is None:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(len(b) for b in batches), desc=desc, unit=unit, dynamic_ncols=True)
+    if progress and shared_bar() is None:
+        bar = ProgressDisplay(sum(len(b) for b in batches), desc, unit)
     cap: int | None = None  # the largest batch known to fit after an out-of-memory error
     pending = [list(b) for b in batches]
     pending.reverse()  # used as a stack: pop() takes the next batch in plan order

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 from .errors import RMGapError
@@ -43,8 +44,15 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=_positive_int, default=None, help="tokens per pair; longer prompts lose "
                    "their start")
     p.add_argument("--aggregate", default=None, choices=["mean", "sum", "discounted_sum"],
-                   help="logprob/dpo: how response token log-probs are combined")
+                   help="how response token log-probs are combined: logprob mean (default), dpo sum (default)")
     p.add_argument("--label", type=int, default=None, help="classifier: the logit of a multi-label head (0-based)")
+    p.add_argument("--beta", type=float, default=None, help="dpo: beta of the DPO implicit reward (default 0.1)")
+    p.add_argument("--chat-template", default=None, metavar="FILE", help="a Jinja chat template used instead of "
+                   "the tokenizer's (classifier, logprob, dpo)")
+    p.add_argument("--pool", default=None, choices=["last", "last_non_pad"], help="classifier: read the reward at "
+                   "the pair's last token (default) or at the last token that is not the pad id")
+    p.add_argument("--add-bos", action="store_true", default=None, help="chat templates: prepend the tokenizer's "
+                   "BOS when the template does not write it")
     p.add_argument("--allow-pickle", action="store_true", default=None,
                    help="load *.bin/*.pt weights (default: safetensors only)")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
@@ -72,7 +80,8 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
 def scorer_options(args: argparse.Namespace) -> dict:
     return dict(ref_model=args.ref_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                 max_length=args.max_length, aggregate=args.aggregate, trust_remote_code=args.trust_remote_code,
-                label=args.label, allow_pickle=args.allow_pickle,
+                label=args.label, allow_pickle=args.allow_pickle, beta=args.beta, chat_template=args.chat_template,
+                pool=args.pool, add_bos=args.add_bos,
                 version=args.scorer_version, progress=False if args.no_progress else None,
                 concurrency=args.concurrency, api_model=args.api_model, tokenizer=args.tokenizer,
                 judge_template=args.judge_template, judge_score=args.judge_score,
@@ -141,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["info", "clear"])
     cache.add_argument("--path", default=None, help="cache file (default: $RMGAP_CACHE or "
                        "~/.cache/rmgap-pytest/scores.sqlite)")
-    cache.add_argument("--fingerprint", default=None, help="clear: only this scorer's scores")
+    which = cache.add_mutually_exclusive_group()
+    which.add_argument("--fingerprint", default=None, help="clear: only this scorer's scores (see `rmgap cache info`)")
+    which.add_argument("--all", action="store_true", help="clear: every score, without asking")
     syn = sub.add_parser("synth", help="write schema-valid synthetic records (for scale tests, benchmarks)")
     syn.add_argument("--records", type=_positive_int, required=True)
     syn.add_argument("--out", required=True, metavar="FILE")
@@ -202,7 +213,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import ScoreStore, resolve_cache_path
+    from .cache import CacheError, ScoreStore, resolve_cache_path
 
     path = resolve_cache_path(args.path or True)
     if path is None:
@@ -211,16 +222,29 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"rmgap cache: no cache file at {path} yet")
         return EXIT_OK
-    store = ScoreStore(path)
+    store = ScoreStore(path)  # a file that is not a score cache is refused here, untouched
+    entries = store.describe_all()
     if args.action == "clear":
+        if args.fingerprint is None and not args.all:
+            total = sum(e["scores"] for e in entries)
+            if not sys.stdin.isatty():
+                raise CacheError(f"`rmgap cache clear` would delete all {total} scores in {path}, and there is no "
+                                 "terminal to confirm it. Fix: pass --all to delete them all, or --fingerprint F "
+                                 "for one scorer's (`rmgap cache info` lists them).")
+            answer = input(f"Delete all {total} scores of {len(entries)} scorers from {path}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("rmgap cache: nothing deleted")
+                return EXIT_OK
         n = store.clear(args.fingerprint)
         print(f"rmgap cache: deleted {n} scores from {path}")
         return EXIT_OK
-    rows = store.info()
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
-    for fingerprint, count in rows.items():
-        print(f"  {count:>9} scores  {fingerprint}")
-    if not rows:
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created_at"])) if e["created_at"] else "date unknown"
+        print(f"  {e['scores']:>9} {e['unit'] or 'pair'} scores  {e['spec'] or '(spec unknown)'}  kind "
+              f"{e['kind'] or '?'}, dtype {e['dtype'] or 'n/a'}, first scored {when}")
+        print(f"            fingerprint {e['fingerprint']}")
+    if not entries:
         print("  (empty)")
     return EXIT_OK
 

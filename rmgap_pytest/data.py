@@ -7,8 +7,6 @@ offending value and the fix (``DataError``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._records import array_objects, check_text, jsonl_objects, records_sha256
 from .errors import DataError, did_you_mean
 
 DOMAINS: tuple[str, ...] = ("Chat", "Writing", "Reasoning", "Safety")
@@ -46,7 +45,7 @@ class Record:
     winners: tuple[str, ...]  # per group, in file order: the key of the right response
     prompts: tuple[tuple[str, ...], ...]  # per group: base prompt + 2 paraphrases
     profiles: dict[str, dict[str, str]] | None  # response key -> {dimension: level}
-    line: int
+    line: int  # line in a JSONL file; 1-based element number in a JSON array file
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # unknown fields, kept
 
 
@@ -55,7 +54,7 @@ class Benchmark:
     """A loaded benchmark file."""
 
     path: str
-    sha256: str
+    sha256: str  # records_sha256: the parsed records' identity, not the file's bytes
     records: tuple[Record, ...]
     synthetic: bool = False
 
@@ -75,7 +74,15 @@ def sample_path() -> Path:
 
 
 def load_benchmark(path: str | Path | None = None) -> Benchmark:
-    """Load and validate an RMGAP JSONL file (default: the embedded sample)."""
+    """Load and validate an RMGAP file (default: the embedded sample).
+
+    Accepts JSONL (one record per line; CRLF line endings and a UTF-8 BOM are
+    fine) and a JSON array of records. ``Benchmark.sha256`` identifies the
+    parsed records, not the file's bytes (see ``records_sha256``), so the same
+    data saved with other line endings or as an array is the same benchmark.
+    Raises ``DataError`` naming the file, line (or array element), record,
+    field and the fix.
+    """
     p = Path(path).expanduser() if path is not None else sample_path()
     if not p.exists():
         raise DataError(str(p), "the benchmark file does not exist.",
@@ -84,53 +91,52 @@ def load_benchmark(path: str | Path | None = None) -> Benchmark:
     if p.is_dir():
         raise DataError(str(p), "is a directory, not a JSONL file.", fix="point at the .jsonl file inside it.")
     raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(str(p), f"is not UTF-8 text ({exc}).", fix="save the file as UTF-8 JSONL.") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(str(p), "is UTF-16 text (it starts with a UTF-16 byte-order mark).",
+                        fix="re-save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT.")
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is an encoding mark, not data
+    is_array = raw.lstrip()[:1] == b"["
+    objects = array_objects(raw, str(p)) if is_array else jsonl_objects(raw, str(p))
+    label = "element" if is_array else "line"
     records: list[Record] = []
     seen: dict[str, int] = {}
     synthetic = False
-    # Split on "\n" alone: str.splitlines() also splits on U+2028, U+0085 and form feeds,
-    # which JSON writers leave raw inside strings (ensure_ascii=False).
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(str(p), f"is not valid JSON ({exc.msg} at column {exc.colno}).", line=lineno,
-                            fix="each line must hold one complete JSON object; the line may be truncated.") from None
-        rec = parse_record(obj, str(p), lineno)
+    for where, obj in objects:
+        rec = parse_record(obj, str(p), where, label)
         if rec.id in seen:
-            raise DataError(str(p), f"duplicate record id {rec.id!r} (first seen on line {seen[rec.id]}).",
-                            line=lineno, record_id=rec.id, fix="give every record a unique id.")
-        seen[rec.id] = lineno
+            raise DataError(str(p), f"duplicate record id {rec.id!r} (first seen on {label} {seen[rec.id]}).",
+                            line=where, record_id=rec.id, fix="give every record a unique id.", line_label=label)
+        seen[rec.id] = where
         synthetic = synthetic or bool(rec.extra.get("synthetic"))
         records.append(rec)
     if not records:
         raise DataError(str(p), "holds no records (the file is empty).",
                         fix="point at an RMGAP JSONL file with one record per line.")
-    return Benchmark(str(p), hashlib.sha256(raw).hexdigest(), tuple(records), synthetic)
+    return Benchmark(str(p), records_sha256(obj for _, obj in objects), tuple(records), synthetic)
 
 
 _KNOWN = {"id", "domain", "responses", "prompt_groups", "style_assignments"}
 
 
-def parse_record(obj: Any, path: str, line: int) -> Record:
-    """Validate one decoded JSON line against DESIGN.md section 1."""
+def parse_record(obj: Any, path: str, line: int, line_label: str = "line") -> Record:
+    """Validate one decoded JSON record against DESIGN.md section 1.
+
+    ``line`` is the record's line (JSONL) or 1-based element number (JSON array,
+    ``line_label="element"``); errors name it, the record id, the field and the fix.
+    """
     if not isinstance(obj, dict):
         raise DataError(path, f"expected a JSON object, got {type(obj).__name__}.", line=line,
-                        fix="each line must be one RMGAP record object.")
+                        fix="each line must be one RMGAP record object.", line_label=line_label)
     rid = obj.get("id")
     if not isinstance(rid, (str, int)) or (isinstance(rid, str) and not rid.strip()):
         raise DataError(path, f"the record has no usable 'id' (got {rid!r}).", line=line,
-                        fix="give each record a non-empty string id.")
+                        fix="give each record a non-empty string id.", line_label=line_label)
     rid = str(rid)
 
     def fail(message: str, fix: str) -> DataError:
-        return DataError(path, message, line=line, record_id=rid, fix=fix)
+        return DataError(path, message, line=line, record_id=rid, fix=fix, line_label=line_label)
+
+    check_text(obj, fail)
 
     for key in ("domain", "responses", "prompt_groups"):
         if key not in obj:

@@ -20,10 +20,10 @@ class DataError(RMGapError):
     """The benchmark file breaks the RMGAP schema."""
 
     def __init__(self, path: str, message: str, *, line: int | None = None,
-                 record_id: str | None = None, fix: str = "") -> None:
+                 record_id: str | None = None, fix: str = "", line_label: str = "line") -> None:
         where = str(path)
-        if line is not None:
-            where += f", line {line}"
+        if line is not None:  # line_label: "element" for a record of a JSON array file
+            where += f", {line_label} {line}"
         if record_id is not None:
             where += f" (record {record_id!r})"
         text = f"{where}: {message}"
@@ -35,6 +35,10 @@ class DataError(RMGapError):
 
 class ScorerError(RMGapError):
     """A scorer spec or option is wrong, or a scorer broke its contract."""
+
+
+class CacheError(RMGapError):
+    """The score cache file cannot be used (not a cache, newer schema, unwritable)."""
 
 
 class ThresholdsError(RMGapError):

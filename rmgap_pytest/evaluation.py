@@ -18,8 +18,10 @@ from . import __version__
 from .bias import bias_table, response_levels
 from .data import N_RESPONSES, Benchmark, item_table, load_benchmark, pair_texts, response_keys
 from .errors import ScorerError
+from .judging import tie_rates
 from .metrics import metric_table, outcome_table, reference_metrics
 from .scorers import Scorer, load_scorer
+from .scorers.base import unit_of
 
 DEFAULT_BOOT = 1000  # draws: the 95% interval's ends move by < 0.005 between seeds at release size
 DEFAULT_SEED = 0
@@ -33,23 +35,52 @@ class Evaluation:
     outcomes: pd.DataFrame  # metrics.outcome_table
     table: pd.DataFrame  # metrics.metric_table
     reference: dict[str, dict[str, float]]  # the reference metrics.json
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)  # see counts.py for the scoring counts
     bias: pd.DataFrame = field(default_factory=pd.DataFrame)  # bias.bias_table: style bias, preference sensitivity
 
 
-def score_benchmark(bench: Benchmark, scorer: Scorer) -> np.ndarray:
-    """(n_items, 4) scores, pair order as ``data.pair_texts``.
+@dataclass
+class ScoredRun:
+    """The benchmark's scores as the store served them.
 
-    Always through a score store: a scorer without the cache gets a throwaway one.
+    ``values``: (n_items, 4), response order as ``data.response_keys``.
+    ``meta``: one entry per scored row: per pair (4 per item, pair order as
+    ``data.pair_texts``) for pair scorers, per item for item scorers.
+    ``counts``/``details``: ``counts.run_counts``.
+    """
+
+    values: np.ndarray
+    meta: list[dict[str, Any] | None]
+    counts: dict[str, Any]
+    details: dict[str, Any]
+
+
+def item_texts(bench: Benchmark) -> tuple[list[str], list[tuple[str, ...]]]:
+    """One prompt and its 4 responses per item, in item-table order (item-level scorers)."""
+    prompts: list[str] = []
+    responses: list[tuple[str, ...]] = []
+    for rec in bench.records:
+        for group in rec.prompts:
+            prompts.extend(group)
+            responses.extend([rec.responses] * len(group))
+    return prompts, responses
+
+
+def score_run(bench: Benchmark, scorer: Scorer) -> ScoredRun:
+    """Score every item through a score store: pairs or whole items, as ``scorer.unit`` says.
+
+    Always through a store: a scorer without the cache gets a throwaway one.
     The store cuts the request into the same chunks every time, and in bf16 a score
     moves slightly with its batch, so cached, uncached and xdist runs agree exactly
-    only if they all chunk the same way.
+    only if they all chunk the same way. Counts come from the store (``counts.py``).
     """
+    from .counts import run_counts
     from .stored import StoredScorer
 
-    prompts, responses = pair_texts(bench)
+    unit = unit_of(scorer)
+    prompts, responses = item_texts(bench) if unit == "item" else pair_texts(bench)
     if isinstance(scorer, StoredScorer):
-        raw = scorer.score(prompts, responses)
+        fetched = scorer.fetch(prompts, responses)
     else:
         import tempfile
         import uuid
@@ -58,13 +89,23 @@ def score_benchmark(bench: Benchmark, scorer: Scorer) -> np.ndarray:
 
         with tempfile.TemporaryDirectory(prefix="rmgap-run-") as tmp:
             store = ScoreStore(Path(tmp) / "scores.sqlite")
-            raw = StoredScorer(scorer, store, fingerprint=f"run:{uuid.uuid4().hex}").score(prompts, responses)
+            run_id = uuid.uuid4().hex
+            fetched = StoredScorer(scorer, store, fingerprint=f"run:{run_id}", run_id=run_id,
+                                   persistent=False).fetch(prompts, responses)
             store.close()
-    scores = np.asarray(raw, dtype=np.float64).reshape(-1)
-    if scores.shape[0] != len(prompts):
-        raise ScorerError(f"The scorer {scorer.spec} returned {scores.shape[0]} scores for {len(prompts)} pairs. "
-                          "Fix: return exactly one float per (prompt, response) pair.")
-    return scores.reshape(-1, N_RESPONSES)
+    values = np.asarray(fetched.values, dtype=np.float64)
+    want = (len(prompts),) if unit == "pair" else (len(prompts), N_RESPONSES)
+    if values.shape != want:
+        what = "one float per (prompt, response) pair" if unit == "pair" else "one row of 4 scores per item"
+        raise ScorerError(f"The scorer {scorer.spec} returned scores of shape {values.shape} for {len(prompts)} "
+                          f"{unit}s. Fix: return {what}.")
+    counts, details = run_counts(fetched, unit)
+    return ScoredRun(values.reshape(-1, N_RESPONSES), fetched.meta, counts, details)
+
+
+def score_benchmark(bench: Benchmark, scorer: Scorer) -> np.ndarray:
+    """(n_items, 4) scores, response order as ``data.response_keys`` (``score_run(...).values``)."""
+    return score_run(bench, scorer).values
 
 
 def evaluate(data: Benchmark | str | Path | None = None, scorer: Scorer | str = "builtin:length", *,
@@ -79,27 +120,41 @@ def evaluate(data: Benchmark | str | Path | None = None, scorer: Scorer | str = 
     if isinstance(scorer, str):
         scorer = load_scorer(scorer, cache=cache, **scorer_options)
     started = time.time()
-    scores = score_benchmark(bench, scorer)
+    scored = score_run(bench, scorer)
     scored_s = time.time() - started
-    return evaluation_from_scores(bench, scores, scorer, n_boot=n_boot, seed=seed, min_support=min_support,
-                                  options=scorer_options, scoring_seconds=scored_s)
+    return evaluation_from_scores(bench, scored.values, scorer, n_boot=n_boot, seed=seed, min_support=min_support,
+                                  options=scorer_options, scoring_seconds=scored_s, scoring=scored)
 
 
 def evaluation_from_scores(bench: Benchmark, scores: np.ndarray, scorer: Scorer, *, n_boot: int = DEFAULT_BOOT,
                            seed: int = DEFAULT_SEED, min_support: int = 1, options: dict | None = None,
-                           scoring_seconds: float | None = None) -> Evaluation:
-    """The metrics half of ``evaluate``: used directly when scores come from elsewhere (xdist)."""
+                           scoring_seconds: float | None = None, scoring: ScoredRun | None = None) -> Evaluation:
+    """The metrics half of ``evaluate``. ``scoring`` (from ``score_run``) supplies the scoring
+    counts; without it the report says the scores were supplied by the caller."""
     out = outcome_table(item_table(bench), scores, response_keys(bench))
     table = metric_table(out, n_boot=n_boot, seed=seed, min_support=min_support)
     why = bias_table(out, response_levels(bench), n_boot=n_boot, seed=seed)  # the same bootstrap draws
-    stats = scorer.stats
-    counts = dict(records=len(bench.records), items=len(out), pairs=len(out) * N_RESPONSES,
-                  invalid_items=int(out["invalid"].sum()), truncated_pairs=int(stats.truncated),
-                  pairs_scored=int(stats.pairs_scored), cache_hits=int(stats.cache_hits))
+    counts: dict[str, Any] = dict(records=len(bench.records), items=len(out), pairs=len(out) * N_RESPONSES,
+                                  invalid_items=int(out["invalid"].sum()), tied_items=tied_items(scores))
+    if scoring is not None:
+        counts.update(scoring.counts)
     meta = run_meta(bench, scorer, options or {}, n_boot=n_boot, seed=seed, min_support=min_support)
+    if scoring is not None and scoring.details:
+        meta["scorer_meta"] = scoring.details
+    ties = tie_rates(scoring.meta, out["winner_idx"].to_numpy()) if scoring is not None else None
+    if ties is not None:  # a pointwise judge scored with its expected rating: how many ties that broke
+        meta.setdefault("scorer_meta", {})["ties"] = ties
     if scoring_seconds is not None:
         meta["scoring_seconds"] = round(scoring_seconds, 3)
     return Evaluation(meta, out, table, reference_metrics(out), counts, why)
+
+
+def tied_items(scores: np.ndarray) -> int:
+    """Items (rows of 4 scores) where two finite scores are exactly equal: a tie counts as a loss, so
+    ties a scorer manufactures (low-precision rounding) always go against the model."""
+    s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1, N_RESPONSES), axis=1)
+    same = (s[:, 1:] == s[:, :-1]) & np.isfinite(s[:, 1:])
+    return int(same.any(axis=1).sum())
 
 
 def run_meta(bench: Benchmark, scorer: Scorer, options: dict, **settings: Any) -> dict[str, Any]:

@@ -253,7 +253,8 @@ def _row_variants(r: Any, mde: dict[str, float] | None) -> list[str]:
     texts = row_texts(r)
     if r.kind == "regression" and mde is not None:
         m = mde.get(str(r.metric), math.nan)
-        texts = [t + (f"; MDE {m:.3f}" if math.isfinite(m) else "; MDE unknown") for t in texts]
+        # MDE: the smallest drop this unit could be called a regression at this data size.
+        texts = [t + (f"; can flag drops > {m:.3f} (MDE)" if math.isfinite(m) else "; MDE unknown") for t in texts]
     return texts
 
 

@@ -105,14 +105,14 @@ def collect_gate_items(session: pytest.Session, gate: GateSession) -> list[GateI
 
 
 def prepare_with_progress(config: pytest.Config, gate: GateSession, store: str | None = None,
-                          run_id: str | None = None, device: str | None = None) -> None:
-    """Score with pytest's capture off, so the progress bar reaches the terminal."""
+                          run_id: str | None = None, device: str | None = None, worker: bool = False) -> None:
+    """Score with pytest's capture off, so the progress display reaches the terminal."""
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is None:
-        gate.prepare(store, run_id, device)
+        gate.prepare(store, run_id, device, worker)
         return
     with capman.global_and_fixture_disabled():
-        gate.prepare(store, run_id, device)
+        gate.prepare(store, run_id, device, worker)
 
 
 def write_summary(terminalreporter: Any, gate: GateSession) -> None:

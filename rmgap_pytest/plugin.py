@@ -30,7 +30,15 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rm-dtype", "rm_dtype", "RMGAP_DTYPE", "auto (default), float32, bfloat16 or float16"),
     ("--rm-batch-size", "rm_batch_size", None, "fixed pairs per batch (default: a token budget)"),
     ("--rm-max-length", "rm_max_length", None, "tokens per pair; longer prompts lose their start"),
-    ("--rm-aggregate", "rm_aggregate", None, "logprob/dpo: mean (default), sum or discounted_sum"),
+    ("--rm-aggregate", "rm_aggregate", None, "logprob: mean (default), sum or discounted_sum; dpo: sum (default)"),
+    ("--rm-beta", "rm_beta", None, "dpo: beta of the DPO implicit reward beta * (policy - reference) log-probs "
+     "(default 0.1)"),
+    ("--rm-chat-template", "rm_chat_template", None, "a Jinja chat template FILE used instead of the tokenizer's "
+     "(classifier, logprob, dpo)"),
+    ("--rm-pool", "rm_pool", None, "classifier: read the reward at the pair's last token (last, default) or at "
+     "the last token that is not the pad id (last_non_pad, transformers' rule)"),
+    ("--rm-add-bos", "rm_add_bos", None, "chat templates: prepend the tokenizer's BOS when the template does not "
+     "write it"),
     ("--rm-label", "rm_label", None, "classifier: the logit of a multi-label head to score with (0-based)"),
     ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
     ("--rm-allow-pickle", "rm_allow_pickle", None, "load *.bin/*.pt weights (default: safetensors only)"),
@@ -57,7 +65,7 @@ OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--rmgap-cache", "rmgap_cache", "RMGAP_CACHE", "score cache file, or 'off' (default: "
      "~/.cache/rmgap-pytest/scores.sqlite)"),
 ]
-_FLAGS = {"--rm-trust-remote-code", "--rm-allow-pickle", "--rmgap-update-baseline"}
+_FLAGS = {"--rm-trust-remote-code", "--rm-allow-pickle", "--rmgap-update-baseline", "--rm-add-bos"}
 _AGGREGATES = ("mean", "sum", "discounted_sum")
 _JUDGE_SCORES = ("rating", "expected")
 
@@ -95,6 +103,12 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                                 f"{', '.join(_AGGREGATES)}.")
     if values["rm_label"] is not None and not str(values["rm_label"]).strip().isdigit():
         raise pytest.UsageError(f"--rm-label: {values['rm_label']!r} is not a logit index (0, 1, ...).")
+    beta = None
+    if values["rm_beta"] is not None:
+        try:
+            beta = float(values["rm_beta"])
+        except ValueError:
+            raise pytest.UsageError(f"--rm-beta: {values['rm_beta']!r} is not a number.") from None
     if values["rm_judge_score"] is not None and values["rm_judge_score"] not in _JUDGE_SCORES:
         raise pytest.UsageError(f"--rm-judge-score: {values['rm_judge_score']!r} is not one of "
                                 f"{', '.join(_JUDGE_SCORES)}.")
@@ -110,6 +124,8 @@ def settings_from_config(config: pytest.Config) -> "GateSettings | None":
                    trust_remote_code=bool(values["rm_trust_remote_code"]) or None,
                    allow_pickle=bool(values["rm_allow_pickle"]) or None, aggregate=values["rm_aggregate"],
                    label=int(values["rm_label"]) if values["rm_label"] is not None else None,
+                   beta=beta, chat_template=values["rm_chat_template"], pool=values["rm_pool"],
+                   add_bos=bool(values["rm_add_bos"]) or None,
                    version=values["rm_scorer_version"], concurrency=ints.get("rm_concurrency"),
                    api_model=values["rm_api_model"], tokenizer=values["rm_tokenizer"],
                    judge_template=values["rm_judge_template"], judge_score=values["rm_judge_score"],
@@ -142,12 +158,14 @@ class GatePlugin:
         self.config = config
         self.gate = session
         self.worker_error: str | None = None  # a worker's scoring error, reported to the controller
+        self.worker_seconds: list[float] = []  # the workers' scoring times (the controller only reads)
         workerinput = getattr(config, "workerinput", None)
         self.worker_id = workerinput["workerid"] if workerinput else None
         # Under xdist the controller makes a run-scoped store (pytest_configure_node) and hands
         # it to every worker, so uncached scorers still score each pair once in total.
         self.store: str | None = workerinput.get("rmgap_store") if workerinput else None
         self.run_id: str = workerinput.get("rmgap_run_id") if workerinput else uuid.uuid4().hex
+        self.watcher: Any = None  # the controller's progress display of the workers' scoring
 
     def pytest_report_header(self) -> list[str]:
         b, gate = self.gate.bench, self.gate
@@ -163,7 +181,10 @@ class GatePlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """Score once, before the first gate item runs (each xdist worker shares the work)."""
-        if self.config.option.collectonly or _is_controller(self.config):
+        if self.config.option.collectonly:
+            return
+        if _is_controller(self.config):  # only the controller draws the workers' progress
+            self.watcher = self.gate.watch_workers(self.store, self.run_id)
             return
         if any(i.nodeid.startswith(PREFIX) for i in session.items):
             self._prepare()
@@ -175,11 +196,15 @@ class GatePlugin:
     def pytest_sessionfinish(self) -> None:
         if self.worker_id is not None:
             self.config.workeroutput["rmgap_error"] = self.gate.error  # type: ignore[attr-defined]
+            self.config.workeroutput["rmgap_seconds"] = self.gate.scoring_seconds()  # type: ignore[attr-defined]
             return
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.worker_error is not None:
             self.gate.error = self.worker_error  # do not load the model again to hit the same error
         elif _is_controller(self.config) and self.gate.ran:
             self._prepare()  # the workers stored every score: this reads them, no model work
+            self.gate.set_scoring_seconds(max(self.worker_seconds, default=None))
         self.gate.finish()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -197,6 +222,8 @@ class GatePlugin:
         output = getattr(node, "workeroutput", None) or {}
         if output.get("rmgap_error"):
             self.worker_error = output["rmgap_error"]
+        if output.get("rmgap_seconds") is not None:
+            self.worker_seconds.append(output["rmgap_seconds"])
 
     @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist must not reject it
     def pytest_configure_node(self, node: Any) -> None:
@@ -215,7 +242,7 @@ class GatePlugin:
         if self.worker_id is not None:
             share_cpu_threads(int(self.config.workerinput.get("workercount", 1)), device or
                               settings.scorer_options.get("device"), settings.model)
-        prepare_with_progress(self.config, self.gate, self.store, self.run_id, device)
+        prepare_with_progress(self.config, self.gate, self.store, self.run_id, device, self.worker_id is not None)
 
 
 def _is_controller(config: pytest.Config) -> bool:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .data import Benchmark, load_benchmark
 from .errors import BaselineError, RMGapError
-from .evaluation import DEFAULT_BOOT, Evaluation, evaluation_from_scores, score_benchmark
+from .evaluation import DEFAULT_BOOT, Evaluation, evaluation_from_scores, score_run
 from .gate import CheckSpec, check_status, decide_checks, plan_checks
 from .scorers import Scorer, build_scorer, parse_options
 from .thresholds import Thresholds, load_thresholds
@@ -86,6 +86,7 @@ class GateSession:
         if settings.update_baseline:
             ensure_parent(settings.baseline)
         scorer = build_scorer(settings.model, parse_options(settings.scorer_options))  # spec errors now
+        _check_cache_file(scorer, settings.cache)
         baseline = None
         if settings.baseline and (Path(settings.baseline).exists() or not settings.update_baseline):
             from .results import load_run
@@ -102,8 +103,13 @@ class GateSession:
         return gate
 
     # -- scoring ---------------------------------------------------------------------------------------
-    def scorer(self, store: str | None = None, run_id: str | None = None, device: str | None = None) -> Scorer:
-        """The scorer behind the store that coordinates processes (see module doc)."""
+    def scorer(self, store: str | None = None, run_id: str | None = None, device: str | None = None,
+               worker: bool = False) -> Scorer:
+        """The scorer behind the store that coordinates processes (see module doc).
+
+        ``run_id`` marks what this run computes (shared by its xdist workers, so counts add
+        up); a ``worker`` publishes its progress to the store for the controller to draw.
+        """
         if device is None and self._built is not None:
             inner = self._built
         else:  # an xdist worker on its own GPU: same files, other device
@@ -112,23 +118,27 @@ class GateSession:
         from .cache import ScoreStore
         from .stored import StoredScorer, with_cache
 
-        scorer = with_cache(inner, self.settings.cache or True)
+        scorer = with_cache(inner, self.settings.cache or True, run_id=run_id)
         if scorer is inner and store is not None:  # cache off or uncacheable: a run store still shares xdist work
-            return StoredScorer(inner, ScoreStore(Path(store)), fingerprint=f"run:{run_id}")
+            scorer = StoredScorer(inner, ScoreStore(Path(store)), fingerprint=f"run:{run_id}", run_id=run_id,
+                                  persistent=False)
+        if worker and isinstance(scorer, StoredScorer):  # only the controller draws, from what workers publish
+            scorer.show_progress, scorer.publish_progress = False, scorer.show_progress
         return scorer
 
-    def prepare(self, store: str | None = None, run_id: str | None = None, device: str | None = None) -> None:
+    def prepare(self, store: str | None = None, run_id: str | None = None, device: str | None = None,
+                worker: bool = False) -> None:
         """Score once and decide every check; an RMGapError becomes ``self.error`` (no traceback)."""
         if self.result is not None or self.error is not None:
             return
         try:
-            scorer = self.scorer(store, run_id, device)
+            scorer = self.scorer(store, run_id, device, worker)
             started = time.time()
-            scores = score_benchmark(self.bench, scorer)
-            ev = evaluation_from_scores(self.bench, scores, scorer, n_boot=self.settings.bootstrap,
+            scored = score_run(self.bench, scorer)
+            ev = evaluation_from_scores(self.bench, scored.values, scorer, n_boot=self.settings.bootstrap,
                                         min_support=self.thresholds.min_support,
                                         options=self.settings.scorer_options,
-                                        scoring_seconds=time.time() - started)
+                                        scoring_seconds=time.time() - started, scoring=scored)
             ev.meta["thresholds"] = self.thresholds.source
             comparison = self._compare(ev) if self.baseline is not None else None
             checks = decide_checks(self.checks, ev.table, self.thresholds, comparison)
@@ -141,6 +151,29 @@ class GateSession:
             self.error = (f"{type(exc).__name__}: {exc} (an unexpected error while scoring "
                           f"{self.settings.model}; rerun with RMGAP_DEBUG=1 for the traceback; scores "
                           "already computed are kept in the cache)")
+
+    def scoring_seconds(self) -> float | None:
+        """How long this process's scoring took (None before or without a result)."""
+        return None if self.result is None else self.result.evaluation.meta.get("scoring_seconds")
+
+    def set_scoring_seconds(self, seconds: float | None) -> None:
+        """Under xdist the controller only reads the store: the run's scoring time is the slowest worker's."""
+        if self.result is not None and seconds is not None:
+            self.result.evaluation.meta["scoring_seconds"] = seconds
+
+    def watch_workers(self, store: str | None, run_id: str) -> Any:
+        """The xdist controller's one progress display of the workers' scoring (a started
+        ``progress.RunWatcher``), or None when the scorer shows no progress."""
+        from .progress import RunWatcher
+        from .stored import StoredScorer
+
+        try:
+            scorer = self.scorer(store, run_id)
+        except RMGapError:
+            return None  # the workers meet the same error and report it
+        if not isinstance(scorer, StoredScorer) or not scorer.show_progress:
+            return None
+        return RunWatcher(scorer.store, run_id, f"rmgap {scorer.spec}").start()
 
     def _compare(self, ev: Evaluation) -> pd.DataFrame:
         from .regression import compare_outcomes
@@ -203,6 +236,17 @@ class GateSession:
         if self.settings.update_baseline and self.settings.baseline:
             self.files["baseline"] = save_baseline(ev, self.settings.baseline)
             self.messages.append(f"baseline updated: {self.settings.baseline}")
+
+
+def _check_cache_file(scorer: Scorer, setting: str | None) -> None:
+    """An existing cache file that is not a score cache is a usage error now, not 170 failed items."""
+    from .cache import ScoreStore, resolve_cache_path
+
+    # Not gated on scorer.fingerprint: a remote scorer's fingerprint asks its server, which
+    # belongs to scoring (a dead server is a scoring failure), not to start-up checks.
+    path = resolve_cache_path(setting or True)
+    if path is not None and path.exists():
+        ScoreStore(path).close()
 
 
 _NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:", "vllm:", "sglang:",

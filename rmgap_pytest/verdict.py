@@ -18,7 +18,7 @@ import pandas as pd
 
 from .evaluation import Evaluation
 from .metrics import ALL, AVG
-from .views import View, fmt, fmt_diff, fmt_est, fmt_int, gaps, label, min_support, num, rows_of, worst_cells
+from .views import View, fmt, fmt_ci, fmt_diff, fmt_est, fmt_int, gaps, label, min_support, num, rows_of, worst_cells
 from .words import DIMENSION_NOUNS, users, who
 
 # Failures are grouped by what failed, in this order; avg checks read as domains.
@@ -83,6 +83,8 @@ def row_texts(r: Any) -> list[str]:
     word = bound_word(r.kind, r.direction)
     bound = f"-{fmt(-num(r.threshold))}" if r.kind == "regression" else fmt(r.threshold)
     est = fmt_est(r.value, r.lo, r.hi)
+    if r.kind == "regression":  # the interval the decision used is the family-wise one: say so
+        est = f"{fmt(r.value, '+.3f')} [family-wise {fmt_ci(r.lo, r.hi)[1:]}"
     full = f"{name} {est} vs {word} {bound}: {outcome_note(r)}"
     if r.kind == "regression":
         short = f"{name} {est}: dropped more than the tolerance {fmt(-num(r.threshold))}"

@@ -26,7 +26,7 @@ CHANCE_BON = 0.25  # four responses: a random scorer picks the winner one time i
 N_WORST_CELLS = 8
 N_GAPS = 5
 SYNTHETIC_WARNING = "synthetic data (schema-valid filler, not RMGAP): these numbers say nothing about the model"
-NO_PROFILES = "none: the data has no style profiles, so there are no category-profile cells"
+NO_PROFILES = "none: no category-profile cell reaches min_support (or the data has no style profiles)"
 ELLIPSIS = "…"
 
 
@@ -222,10 +222,6 @@ def data_line(ev: Evaluation) -> str:
 
 def scoring_lines(ev: Evaluation) -> list[str]:
     """What the scorer did, and the two silent failure modes it must never hide: invalid and truncated."""
-    c = ev.counts
-    secs = ev.meta.get("scoring_seconds")
-    took = f" in {secs:.1f}s" if isinstance(secs, (int, float)) else ""
-    return [f"Scoring: {c.get('pairs_scored', 0)} pairs scored{took}, {c.get('cache_hits', 0)} cache hits "
-            f"(of {c.get('pairs', 0)} pairs)",
-            f"Invalid items: {c.get('invalid_items', 0)} (counted wrong); truncated pairs: "
-            f"{c.get('truncated_pairs', 0)}", *(f"Note: {n}" for n in ev.meta.get("notes", []))]
+    from .counts import scoring_lines as counted  # the wording lives with the counts
+
+    return [*counted(ev.counts, ev.meta.get("scoring_seconds")), *(f"Note: {n}" for n in ev.meta.get("notes", []))]

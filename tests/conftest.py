@@ -1,20 +1,22 @@
+import importlib
+import pkgutil
+
 import pytest
 
 # pytester's in-process runs drop modules first imported inside them, and numpy
 # cannot be imported twice in one process: import the gate's stack up front.
 import numpy  # noqa: F401
 import pandas  # noqa: F401
-import scipy.special  # noqa: F401  (bias.py imports it lazily, inside a run: numpy.fft's extension must not load twice)
 # httpx maps httpcore's exceptions through a table it builds on first use: a second httpcore
 # imported inside a later run would raise exceptions that table no longer recognises.
 import httpcore  # noqa: F401
 import httpx  # noqa: F401
-import rmgap_pytest.cache  # noqa: F401
-import rmgap_pytest.items  # noqa: F401
-import rmgap_pytest.report  # noqa: F401
-import rmgap_pytest.results  # noqa: F401
-import rmgap_pytest.compare  # noqa: F401
-import rmgap_pytest.stored  # noqa: F401
+import scipy.special  # noqa: F401
+import rmgap_pytest
+
+# Every module of the package, so a module added later cannot be first imported inside a run.
+for _module in pkgutil.walk_packages(rmgap_pytest.__path__, "rmgap_pytest."):
+    importlib.import_module(_module.name)
 
 from builders import small_benchmark
 

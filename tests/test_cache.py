@@ -22,14 +22,14 @@ import pytest
 
 import rmgap_pytest.scorers as scorers
 from rmgap_pytest.cache import (CacheError, ScoreStore, _pid_alive, default_cache_path, env_disables_cache,
-                                pair_hash, resolve_cache_path)
+                                item_keys, pair_key, pair_keys, resolve_cache_path)
 from rmgap_pytest.stored import StoredScorer
 from rmgap_pytest.errors import ScorerError
 from rmgap_pytest.scorers.base import Scorer, ScoreStats
 
 
 def fake_value(prompt: str, response: str) -> float:
-    return len(response) + int(pair_hash(prompt, response)[:6], 16) / 2**24
+    return len(response) + int(pair_key(prompt, response)[4:7].hex(), 16) / 2**24
 
 
 class FakeScorer:
@@ -60,7 +60,7 @@ class FakeScorer:
         self.calls.append(list(zip(prompts, responses)))
         if self.log is not None:
             with open(self.log, "a") as f:
-                f.write("".join(f"{os.getpid()}\t{pair_hash(p, r)}\n" for p, r in zip(prompts, responses)))
+                f.write("".join(f"{os.getpid()}\t{pair_key(p, r).hex()}\n" for p, r in zip(prompts, responses)))
         self.stats.pairs_scored += len(prompts)
         time.sleep(self.delay)
         return np.array([self.values(p, r) for p, r in zip(prompts, responses)][self.short_by:])
@@ -87,11 +87,16 @@ def expected(prompts, responses) -> np.ndarray:
 
 # --- keys and locations ----------------------------------------------------------------------
 
-def test_pair_hash_is_unambiguous_and_stable():
-    assert pair_hash("ab", "c") != pair_hash("a", "bc")
-    assert pair_hash("", "x") != pair_hash("x", "")
-    assert pair_hash("p", "r") == pair_hash("p", "r")
-    assert len(pair_hash("\ud800 lone surrogate", "é")) == 64
+def test_keys_are_unambiguous_and_stable():
+    assert pair_key("ab", "c") != pair_key("a", "bc")
+    assert pair_key("", "x") != pair_key("x", "")
+    assert pair_key("p", "r") == pair_key("p", "r") == pair_keys(["q", "p"], ["s", "r"])[1]
+    assert len(pair_key("\ud800 lone surrogate", "é")) == 20
+    # Keys start with the content size, so sorting keys sorts pairs by length (chunk order).
+    assert pair_key("a" * 300, "b") > pair_key("a", "b" * 299) > pair_key("zz", "zz")
+    # An item key covers the prompt and the ordered responses, and is never a pair key.
+    (a, b, c) = item_keys(["p", "p", "p"], [("x", "y"), ("y", "x"), ("x", "y")])
+    assert a == c != b and a != pair_key("p", "xy")
 
 
 def test_default_cache_path_honours_env(monkeypatch, tmp_path):
@@ -212,6 +217,96 @@ def test_unusable_file_is_a_clear_error(tmp_path):
         ScoreStore(bad)
 
 
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_database_of_something_else_is_refused_untouched(tmp_path):
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.execute("INSERT INTO users VALUES ('ada')")
+    conn.close()
+    before = _sha(other)
+    with pytest.raises(CacheError, match=r"app.db: it is not an rmgap-pytest score cache \(SQLite tables: users\)\. "
+                                         r"Fix: .*another path"):
+        ScoreStore(other)
+    assert _sha(other) == before and not (tmp_path / "app.db-wal").exists()
+    with sqlite3.connect(other) as conn:  # a program that marked its file as its own
+        conn.execute("PRAGMA application_id = 42")
+    with pytest.raises(CacheError, match="an SQLite database of another program"):
+        ScoreStore(other)
+    empty = tmp_path / "touched.sqlite"
+    empty.touch()  # a zero-byte file holds nothing to protect: it becomes a cache
+    ScoreStore(empty).put("fp", {b"k": 1.0})
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    db = tmp_path / "s.sqlite"
+    ScoreStore(db).put("fp", {b"k": 1.0})
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(CacheError, match="written by a newer rmgap-pytest .schema 99"):
+        ScoreStore(db)
+
+
+def test_a_schema_1_cache_is_rebuilt_with_a_note(tmp_path):
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:  # what rmgap-pytest wrote before schema 2
+        conn.executescript("""
+            CREATE TABLE scores (fingerprint TEXT NOT NULL, pair TEXT NOT NULL, score BLOB NOT NULL,
+                PRIMARY KEY (fingerprint, pair)) WITHOUT ROWID;
+            CREATE TABLE claims (fingerprint TEXT NOT NULL, chunk TEXT NOT NULL, host TEXT NOT NULL,
+                pid INTEGER NOT NULL, claimed_at REAL NOT NULL, PRIMARY KEY (fingerprint, chunk)) WITHOUT ROWID;
+            INSERT INTO scores VALUES ('builtin:length:v1', 'aa', x'0000000000000000'),
+                                      ('builtin:length:v1', 'bb', x'0000000000000000');
+            PRAGMA user_version = 1;""")
+    conn.close()
+    store = ScoreStore(db)
+    assert store.info() == {} and "rebuilt empty (2 old scores dropped" in store.notes[0]
+    prompts, responses = make_pairs(10)
+    scorer = stored(db, FakeScorer())
+    np.testing.assert_array_equal(scorer.score(prompts, responses), expected(prompts, responses))
+    assert ScoreStore(db).notes == []  # rebuilt once
+
+
+def test_each_fingerprint_is_described_when_first_scored(tmp_path):
+    db = tmp_path / "s.sqlite"
+
+    class Described(FakeScorer):
+        kind, dtype = "classifier", "torch.bfloat16"
+
+    before = time.time()
+    stored(db, Described("fp-a")).score(*make_pairs(5))
+    stored(db, FakeScorer("fp-b")).score(*make_pairs(3))
+    rows = {e["fingerprint"]: e for e in ScoreStore(db).describe_all()}
+    assert rows["fp-a"]["spec"] == "fake:test" and rows["fp-a"]["kind"] == "classifier"
+    assert rows["fp-a"]["dtype"] == "bfloat16" and rows["fp-a"]["unit"] == "pair" and rows["fp-a"]["scores"] == 5
+    assert rows["fp-b"]["kind"] == "fake" and rows["fp-b"]["dtype"] is None
+    assert before <= rows["fp-a"]["created_at"] <= time.time()
+
+
+def test_large_reads_scan_or_look_up_with_the_same_result(tmp_path, monkeypatch):
+    import rmgap_pytest._store as store_module
+
+    store = ScoreStore(tmp_path / "s.sqlite")
+    keys = [i.to_bytes(20, "big") for i in range(30000)]
+    store.put("fp", {k: float(i) for i, k in enumerate(keys)})
+    queries: list[str] = []
+    store._conn().set_trace_callback(queries.append)
+    wanted = keys[::2] + [b"absent" * 4]  # a rerun: most of the scorer's rows -> one scan
+    assert store.lookup("fp", wanted) == {k: float(i) for i, k in enumerate(keys) if i % 2 == 0}
+    assert sum(" IN (" in q for q in queries) == 0 and sum("SELECT s.key" in q for q in queries) == 1
+    queries.clear()
+    few = keys[::10]  # a tenth of the rows: key lookups, in key order
+    assert store.lookup("fp", few[::-1]) == {k: float(10 * i) for i, k in enumerate(few)}
+    assert sum(" IN (" in q for q in queries) == 6  # 3000 keys, 500 per query
+    monkeypatch.setattr(store_module, "_SCAN_MIN", 10**9)  # the lookup path gives the same answer
+    assert store.lookup("fp", wanted) == {k: float(i) for i, k in enumerate(keys) if i % 2 == 0}
+
+
 def test_fork_reopens_the_connection(tmp_path):
     store = ScoreStore(tmp_path / "s.sqlite")
     store.put("fp", {"parent": 1.0})
@@ -253,10 +348,10 @@ def test_wrong_count_is_a_scorer_error(tmp_path):
 
 def _claim_all(db: Path, scorer: StoredScorer, prompts, responses, *, host=None, pid=None, age=0.0):
     """Claim every chunk of the request, then rewrite the claims' owner as another process's."""
-    unique = dict(zip(map(pair_hash, prompts, responses), zip(prompts, responses)))
+    unique = dict(zip(pair_keys(prompts, responses), zip(prompts, responses)))
     chunks = scorer._chunks(unique)
     for cid in chunks:
-        assert scorer.store.claim("fake-v1", {cid: chunks[cid]}).chunk == cid
+        assert scorer.store.claim_chunk("fake-v1", cid, chunks[cid]).state == "owned"
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE claims SET host = coalesce(?, host), pid = coalesce(?, pid), claimed_at = claimed_at - ?",
                      (host, pid, age))
@@ -276,10 +371,12 @@ def test_claims_of_dead_or_expired_owners_are_taken_over(tmp_path):
     other = stored(db, FakeScorer(), chunk_size=5)
     more = make_pairs(30)
     chunks = _claim_all(db, other, *more, host="elsewhere", pid=1)
-    assert other.store.claim("fake-v1", chunks).chunk is None  # a live, fresh claim is respected
+    # a live, fresh claim is respected
+    assert {other.store.claim_chunk("fake-v1", c, k).state for c, k in chunks.items()} == {"busy"}
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE claims SET claimed_at = claimed_at - 3600")
-    assert other.store.claim("fake-v1", chunks, lease_s=1800).chunk is not None  # an expired lease is not
+    first = next(iter(chunks))
+    assert other.store.claim_chunk("fake-v1", first, chunks[first], lease_s=1800).state == "owned"  # an expired one is not
 
 
 def test_waiting_process_takes_scores_stored_by_the_owner(tmp_path):
@@ -290,7 +387,7 @@ def test_waiting_process_takes_scores_stored_by_the_owner(tmp_path):
 
     def owner_finishes() -> None:  # plays the other host's process
         time.sleep(0.3)
-        scorer.store.put("fake-v1", {pair_hash(p, r): fake_value(p, r) for p, r in zip(prompts, responses)})
+        scorer.store.put("fake-v1", {pair_key(p, r): fake_value(p, r) for p, r in zip(prompts, responses)})
         with sqlite3.connect(db) as conn:
             conn.execute("DELETE FROM claims")
 
@@ -336,7 +433,7 @@ def test_sigkilled_run_resumes_where_it_stopped(tmp_path):
     np.testing.assert_array_equal(rerun.score(prompts, responses), expected(prompts, responses))
     assert len(rerun.inner.asked) == 25 and claims(db) == []
     done_before = {line.split("\t")[1] for line in (tmp_path / "asked.log").read_text().splitlines()}
-    assert not done_before & {pair_hash(p, r) for p, r in rerun.inner.asked}
+    assert not done_before & {pair_key(p, r).hex() for p, r in rerun.inner.asked}
 
 
 @pytest.mark.parametrize("workers", [2, 3])

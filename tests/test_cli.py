@@ -107,7 +107,7 @@ MALFORMED = {
 
 def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "rmgap_pytest.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, timeout=120, stdin=subprocess.DEVNULL)  # never a terminal that could be asked
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
@@ -177,6 +177,64 @@ def test_cache_info_and_clear(tmp_path, capsys, monkeypatch):
     assert "deleted" in capsys.readouterr().out
     main(["cache", "info"])
     assert "(empty)" in capsys.readouterr().out
+
+
+def test_cache_info_names_each_scorer(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "c.sqlite"
+    assert main(["eval", "--rm-model", "builtin:random", "--out", str(tmp_path / "o"), "--bootstrap", "10",
+                 "--cache", str(cache)]) == 0
+    capsys.readouterr()
+    assert main(["cache", "info", "--path", str(cache)]) == 0
+    out = capsys.readouterr().out
+    today = __import__("time").strftime("%Y-%m-%d")
+    assert "1248 pair scores  builtin:random  kind builtin:random, dtype n/a, first scored " + today in out
+    assert "fingerprint builtin:random:v1:seed=0" in out
+
+
+def test_cache_clear_of_everything_asks_or_needs_all(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "c.sqlite"
+    for spec in ("builtin:length", "builtin:random"):
+        main(["eval", "--rm-model", spec, "--out", str(tmp_path / "o"), "--bootstrap", "10", "--cache", str(cache)])
+    # No terminal (CI, a pipe): refused, nothing deleted.
+    res = run_cli("cache", "clear", "--path", str(cache))
+    assert res.returncode == 2 and "pass --all" in res.stderr and "Traceback" not in res.stderr
+    from rmgap_pytest.cache import ScoreStore
+
+    assert sum(ScoreStore(cache).info().values()) == 2496
+
+    class Tty:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def isatty(self):
+            return True
+
+        def readline(self):
+            return self.answer
+
+    monkeypatch.setattr(sys, "stdin", Tty("n\n"))
+    capsys.readouterr()
+    assert main(["cache", "clear", "--path", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "Delete all 2496 scores of 2 scorers" in out and "nothing deleted" in out
+    monkeypatch.setattr(sys, "stdin", Tty("y\n"))
+    assert main(["cache", "clear", "--path", str(cache)]) == 0
+    assert "deleted 2496 scores" in capsys.readouterr().out
+    main(["eval", "--rm-model", "builtin:length", "--out", str(tmp_path / "o"), "--bootstrap", "10", "--cache",
+          str(cache)])
+    res = run_cli("cache", "clear", "--all", "--path", str(cache))
+    assert res.returncode == 0 and "deleted 1248 scores" in res.stdout
+
+
+def test_a_file_that_is_not_a_cache_is_refused(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for args in (["cache", "info", "--path", str(notes)],
+                 ["eval", "--rm-model", "builtin:length", "--out", str(tmp_path / "o"), "--cache", str(notes)]):
+        res = run_cli(*args)
+        assert res.returncode == 2 and "is not an rmgap-pytest score cache" in res.stderr
+        assert "Traceback" not in res.stderr
+    assert notes.read_text() == "my notes\n"
 
 
 def test_out_path_that_is_a_file(tmp_path):

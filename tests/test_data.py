@@ -131,3 +131,79 @@ def test_unicode_line_separators_inside_strings(tmp_path):
     bench = load_benchmark(path)
     assert [r.line for r in bench.records] == [1, 2]
     assert bench.records[1].responses[0].startswith("line one\u2028line two")
+
+
+# -- identity and encodings (issue 12.5) ------------------------------------------------------------------------
+
+
+def test_identity_comes_from_the_records_not_the_bytes(tmp_path):
+    records = [make_record("a"), make_record("b", "Safety")]
+    plain = load_benchmark(write_jsonl(tmp_path / "plain.jsonl", records))
+    crlf = tmp_path / "crlf.jsonl"
+    crlf.write_bytes("\r\n".join(json.dumps(r) for r in records).encode())  # no trailing newline either
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps(r, indent=None, sort_keys=True) for r in records).encode())
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
+    for path in (crlf, bom, array):
+        bench = load_benchmark(path)
+        assert bench.sha256 == plain.sha256, path.name
+        assert [r.id for r in bench.records] == ["a", "b"]
+    changed = mutate(records[1], _set(["responses", 0, "text"], "another answer"))
+    assert load_benchmark(write_jsonl(tmp_path / "changed.jsonl", [records[0], changed])).sha256 != plain.sha256
+
+
+def test_json_array_errors_name_the_element(tmp_path):
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([make_record("a"), mutate(make_record("b"), _set(["domain"], "Chatt"))]))
+    with pytest.raises(DataError, match=r"array.json, element 2 \(record 'b'\): unknown domain 'Chatt'"):
+        load_benchmark(array)
+    array.write_text('[{"id": "a",')
+    with pytest.raises(DataError, match=r"not a valid JSON array.*jq -c"):
+        load_benchmark(array)
+
+
+HAZARDS = {
+    "lone surrogate": ("\ud83d", "lone UTF-16 surrogate"),
+    "NUL": ("\x00", "NUL character"),
+    "BOM inside text": ("\ufeff", "byte-order mark"),
+}
+
+
+@pytest.mark.parametrize("case", list(HAZARDS))
+def test_unencodable_text_is_refused_with_field_and_fix(tmp_path, case):
+    char, needle = HAZARDS[case]
+    rec = make_record("bad-2")
+    rec["responses"][1]["text"] = "cut emoji " + char
+    path = write_jsonl(tmp_path / "h.jsonl", [make_record("ok-1"), rec])  # json.dumps escapes it: valid JSON
+    with pytest.raises(DataError) as err:
+        load_benchmark(path)
+    msg = str(err.value)
+    assert f"{path}, line 2 (record 'bad-2'): responses[1].text (response 'response2') holds" in msg
+    assert needle in msg and "Fix:" in msg
+
+
+def test_hazard_in_a_prompt_names_the_prompt(tmp_path):
+    rec = mutate(make_record("p"), _set(["prompt_groups", 2, "prompts", 1, "text"], "half \udc00 of it"))
+    with pytest.raises(DataError, match=r"line 1 \(record 'p'\): prompt_groups\[2\]\.prompts\[1\]\.text holds a "
+                                        r"lone UTF-16 surrogate"):
+        load_benchmark(write_jsonl(tmp_path / "p.jsonl", [rec]))
+
+
+def test_invalid_utf8_bytes_name_line_record_and_field(tmp_path):
+    good, bad = json.dumps(make_record("ok")), json.dumps(make_record("latin", "Writing"))
+    bad = bad.replace("answer 3 of latin", "caf\\u00e9 3 of latin")
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((good + "\n").encode() + bad.encode().replace(b"\\u00e9", b"\xe9") + b"\n")
+    with pytest.raises(DataError) as err:
+        load_benchmark(path)
+    msg = str(err.value)
+    assert "line 2 (record 'latin'): responses[2].text (response 'response3') holds a byte that is not UTF-8 (0xe9)" in msg
+    assert "Fix: re-export the file as UTF-8" in msg
+
+
+def test_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "u16.jsonl"
+    path.write_bytes((json.dumps(make_record("a")) + "\n").encode("utf-16"))
+    with pytest.raises(DataError, match=r"u16.jsonl: is UTF-16 text.*Fix: re-save it as UTF-8"):
+        load_benchmark(path)

@@ -113,7 +113,7 @@ def test_regression_messages_give_the_mde_or_say_it_is_unknown() -> None:
                               metric="BoN", value=-0.05, lo=-0.08, hi=-0.02, threshold=-0.02, direction="min",
                               support=400, status="fail", reason="dropped 0.050 (0.500 -> 0.450)")],
                         columns=CHECK_COLUMNS)
-    assert "; MDE 0.031" in F.message(rows, mde={"BoN": 0.031}, width=120)
+    assert "can flag drops > 0.031 (MDE)" in F.message(rows, mde={"BoN": 0.031}, width=120)
     assert "; MDE unknown" in F.message(rows, mde={"BoN": np.nan}, width=120)
 
 

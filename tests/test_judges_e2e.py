@@ -81,11 +81,7 @@ def setup(tmp_path, monkeypatch):
     server.stop()
 
 
-# ranker: (item-level) joins these once the score store's item-level rows are on main.
-PAIR_KINDS = ["verifier", "judge"]
-
-
-@pytest.mark.parametrize("kind", PAIR_KINDS)
+@pytest.mark.parametrize("kind", ["verifier", "judge", "ranker"])
 def test_each_kind_gives_the_defined_metrics_and_reruns_from_the_cache(setup, tmp_path, kind):
     data, server, records = setup
     cache = tmp_path / "cache.sqlite"
@@ -111,7 +107,7 @@ def _all_output(tmp_path: Path, captured: str) -> bytes:
     return b"\n".join(blobs)
 
 
-@pytest.mark.parametrize("kind", ["judge"])
+@pytest.mark.parametrize("kind", ["judge", "ranker"])
 def test_the_api_key_appears_in_no_output_file(setup, tmp_path, capsys, kind):
     data, server, _ = setup
     out, cache = tmp_path / "out", tmp_path / "cache.sqlite"
@@ -130,3 +126,29 @@ def test_the_api_key_appears_in_no_output_file(setup, tmp_path, capsys, kind):
     assert {"metrics.json", "report.json"} <= set(files) and cache.exists()
     blob = _all_output(tmp_path, captured.out + captured.err)
     assert KEY.encode() not in blob and KEY[3:].encode() not in blob
+
+
+
+def test_the_report_counts_unreadable_answers_positions_tokens_and_ties(setup, tmp_path):
+    from rmgap_pytest.report import terminal_summary
+
+    data, server, _ = setup
+    server.bias_first = "B"
+    cache = tmp_path / "cache.sqlite"
+    ranker = evaluate(data, f"ranker:{server.base}", cache=cache, n_boot=20, ranker_orders=2, progress=False)
+    details = ranker.meta["scorer_meta"]
+    assert ranker.counts["invalid_answers"] == 12 and ranker.counts["retried_answers"] == 24
+    assert details["first_position"] == {"B": 2 * (144 - 12)}  # every readable order put B first
+    assert ranker.counts["prompt_tokens"] > 0 and ranker.counts["completion_tokens"] > 0
+    text = terminal_summary(ranker)
+    assert "unparseable answers: 12" in text and "unreadable: 'I cannot decide between them." in text
+    assert "Position ranked first: A 0%, B 100%, C 0%, D 0% of 264 rankings" in text
+    judge = evaluate(data, f"judge:{server.base}", cache=cache, n_boot=20, judge_score="expected", progress=False)
+    ties = judge.meta["scorer_meta"]["ties"]
+    assert ties["items"] == 132 and ties["rating_ties"] > 0 and ties["expected_ties"] < ties["rating_ties"]
+    assert "with the expected rating" in terminal_summary(judge)
+    # A cached rerun reports the same numbers from the stored metadata, and spends no tokens.
+    sent = len(server.requests)
+    again = evaluate(data, f"ranker:{server.base}", cache=cache, n_boot=20, ranker_orders=2, progress=False)
+    assert len(server.requests) == sent and again.meta["scorer_meta"]["first_position"] == details["first_position"]
+    assert again.counts["invalid_answers"] == 12 and again.counts["prompt_tokens"] == 0

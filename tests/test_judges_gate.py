@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent / "scorers"))
 from fake_judge import FakeJudge  # noqa: E402
 from test_judges_e2e import KEY, heldback, quality_for  # noqa: E402
 
-KINDS = ["verifier", "judge"]
+KINDS = ["verifier", "judge", "ranker"]
 
 
 @pytest.fixture

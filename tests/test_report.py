@@ -93,7 +93,9 @@ def test_terminal_lists_worst_cells_gaps_blindness_and_counts(ev) -> None:
     top_gap = report.rows_of(ev, "gap").sort_values("value", ascending=False).iloc[0]
     assert f"{top_gap.domain}/{top_gap.dimension}" in text and top_gap.level in text
     assert "Prompt blindness" in text
-    assert f"{ev.counts['pairs_scored']} pairs scored" in text and "0 cache hits" in text
+    # The fixture runs with the cache off: the line must not speak of cache hits (issue 12.3).
+    assert f"{ev.counts['scored']} pairs computed" in text and "score cache off" in text
+    assert "cache hits" not in text and "served from the score cache" not in text
     assert "Invalid items: 0" in text and "truncated pairs: 0" in text
 
 

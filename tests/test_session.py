@@ -93,7 +93,7 @@ def test_unexpected_scorer_failure_is_one_line_unless_debugging(bench_file, tmp_
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: device-side assert triggered")
 
-    monkeypatch.setattr(session_module, "score_benchmark", broken)
+    monkeypatch.setattr(session_module, "score_run", broken)
     gate = S.GateSession.from_settings(settings)
     gate.prepare()
     assert gate.error.startswith("RuntimeError: CUDA error") and "RMGAP_DEBUG=1" in gate.error

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ScorerError, did_you_mean
-from .base import Scorer, ScorerOptions, ScoreStats
+from .base import ItemScorer, Scored, Scorer, ScorerOptions, ScoreStats
 
-__all__ = ["KINDS", "Scorer", "ScorerOptions", "ScoreStats", "load_scorer", "parse_options", "build_scorer"]
+__all__ = ["KINDS", "ItemScorer", "Scored", "Scorer", "ScorerOptions", "ScoreStats", "load_scorer", "parse_options",
+           "build_scorer"]
 
 # kind -> "module:factory"; factory(target, spec, options) -> Scorer
 KINDS: dict[str, str] = {
@@ -68,7 +69,7 @@ def build_scorer(spec: str, options: ScorerOptions) -> Scorer:
 
         kind, why = detect_kind(Path(spec).expanduser(), options)
         scorer = _factory(kind)(spec, spec, options)
-        scorer.stats.notes.append(f"{spec}: detected kind {kind!r} ({why})")
+        scorer.stats.notes.insert(0, f"{spec}: detected kind {kind!r} ({why})")
         return scorer
     if sep and not os.path.exists(spec):
         raise ScorerError(
@@ -100,6 +101,9 @@ _EXAMPLES = {
 
 def load_scorer(spec: str, *, cache: bool | str | os.PathLike[str] = True, **options: Any) -> Scorer:
     """Public entry point: ``load_scorer("classifier:./rm", dtype="float32").score(prompts, responses)``.
+
+    Item-level kinds (``unit == "item"``, e.g. ``builtin:length-rank``) are called as
+    ``score_items(prompts, responses_per_item)`` instead.
 
     ``cache``: True = the default SQLite file (see ``cache.default_cache_path``),
     a path = that file, False = no cache. Scorers without a fingerprint

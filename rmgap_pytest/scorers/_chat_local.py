@@ -23,8 +23,9 @@ from ..batching import default_token_budget, plan_batches
 from ..errors import ScorerError
 from ._chat import TOP_LOGPROBS, AnswerProb, ChatRequest, Completion, Messages
 from ._encode import Encoded
-from ._hf import check_model_dir, collate, load_model, load_tokenizer, model_identity, model_inputs, \
-    resolve_device, resolve_dtype, resolve_max_length
+from ._files import check_max_length, check_model_dir, model_identity, read_config, resolve_device_name, \
+    resolve_dtype_name
+from ._hf import collate, load_model, load_tokenizer, model_inputs, torch_device, torch_dtype
 from .base import ScorerOptions
 
 __all__ = ["LocalChat"]
@@ -36,18 +37,19 @@ class LocalChat:
     def __init__(self, target: str, options: ScorerOptions) -> None:
         self.options = options
         self.path = check_model_dir(Path(target), options, role="judge model")
-        self.device = resolve_device(options.device)
-        self.dtype = resolve_dtype(options.dtype, self.device)
+        self.device_name = resolve_device_name(options.device)  # names only: no torch before the first question
+        self.dtype_name = resolve_dtype_name(options.dtype, self.device_name)
+        self.max_length = check_max_length(options.max_length, read_config(self.path), self.path)
         self.what = f"the judge model at {self.path}"
+        self.device: Any = None
         self.tokenizer: Any = None
         self.model: Any = None
-        self.max_length: int | None = None
         self.ten_is_one_token: bool | None = None
         self.notes: list[str] = []
 
     def identity(self) -> dict[str, object]:
         # The resolved dtype, not "auto": greedy answers can flip between bf16 and fp32.
-        return {"model": model_identity(self.path), "dtype": str(self.dtype).removeprefix("torch."),
+        return {"model": model_identity(self.path), "dtype": self.dtype_name,
                 "trust_remote_code": self.options.trust_remote_code}
 
     # -- loading and rendering ---------------------------------------------------------------------
@@ -56,9 +58,10 @@ class LocalChat:
             return
         from transformers import AutoModelForCausalLM
 
+        self.device = torch_device(self.device_name, self.options.device)
         self.tokenizer = load_tokenizer(self.path, self.options)
-        self.model = load_model(AutoModelForCausalLM, self.path, self.options, self.dtype, self.device)
-        self.max_length = resolve_max_length(self.options.max_length, self.tokenizer, self.model.config)
+        self.model = load_model(AutoModelForCausalLM, self.path, self.options, torch_dtype(self.dtype_name),
+                                self.device)
         self.ten_is_one_token = len(self.tokenizer.encode("10", add_special_tokens=False)) == 1
         if not getattr(self.tokenizer, "chat_template", None):
             self.notes.append(f"{self.path}: no chat template; judge messages are sent as plain paragraphs")
@@ -101,7 +104,7 @@ class LocalChat:
                 f"{self.max_length}-token limit")
 
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        budget = self.options.token_budget or default_token_budget(self.device.type)
+        budget = self.options.token_budget or default_token_budget(self.device_name.split(":")[0])
         return plan_batches(lengths, token_budget=budget, batch_size=self.options.batch_size)
 
     # -- generation ----------------------------------------------------------------------------------
@@ -130,7 +133,14 @@ class LocalChat:
     def _generate(self, prompts: list[list[int]], max_tokens: int, logprobs: bool) -> list[Completion]:
         from transformers import GenerationConfig
 
-        batch = collate([Encoded(p, None, (0, 0), (0, 0)) for p in prompts], self._pad_id, "left", self.device)
+        # Generation continues every row from its end, so rows are padded on the LEFT (generate derives
+        # the positions from the attention mask).
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p):], mask[row, width - len(p):] = torch.tensor(p), 1
+        batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
         eos = self._eos_ids()
         config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=eos or None,
                                   pad_token_id=self._pad_id, return_dict_in_generate=True, output_logits=logprobs)
@@ -191,18 +201,17 @@ class LocalChat:
         return out  # type: ignore[return-value]
 
     def _answer_batch(self, heads: list[list[int]], singles: list[int], chain: list[int]) -> list[AnswerProb]:
-        batch = collate([Encoded(h + chain, None, (0, 0), (0, 0)) for h in heads], self._pad_id, "left", self.device)
-        logits = self.model(**model_inputs(self.model, batch, "left")).logits.float()
-        width = logits.shape[1]
+        batch = collate([Encoded(h + chain, None, (0, 0), (0, 0)) for h in heads], self._pad_id, self.device)
+        logits = self.model(**model_inputs(self.model, batch)).logits.float()  # right-padded rows
         out = []
         for row, head in enumerate(heads):
-            at = width - len(chain) - 1  # the position after the head predicts the answer's first token
+            at = len(head) - 1  # the head's last position predicts the answer's first token
             lp = logits[row, at].log_softmax(-1)
             first = self.tokenizer.decode([int(lp.argmax())])
             if singles:
                 value = float(torch.logsumexp(lp[singles], dim=0))
             else:
-                steps = logits[row, at:width - 1].log_softmax(-1)
+                steps = logits[row, at:at + len(chain)].log_softmax(-1)
                 value = float(steps.gather(-1, torch.tensor(chain, device=steps.device)[:, None]).sum())
             out.append(AnswerProb(value, True, first, prompt_tokens=len(head), completion_tokens=0))
         return out

@@ -7,6 +7,11 @@
   and xdist workers agree. Expected BoN 0.25, Pair 0.5.
 - ``builtin:minilm``: cosine similarity of MiniLM sentence embeddings
   (see ``minilm.py``).
+- ``builtin:length-rank``: an item-level (listwise) scorer that ranks an
+  item's responses by length and scores them k..1, as a listwise judge's
+  ranks would be scored. It is the smallest item-level scorer, there to run
+  the item-level path (cache, xdist sharing, counts) end to end; its metrics
+  equal ``builtin:length``'s wherever no two responses are equally long.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 from ..errors import ScorerError, did_you_mean
 from .base import Scorer, ScorerOptions, ScoreStats
 
-BUILTINS = ("length", "random", "minilm")
+BUILTINS = ("length", "random", "minilm", "length-rank")
 
 
 class LengthScorer:
@@ -53,9 +58,32 @@ class RandomScorer:
         return out
 
 
+class LengthRankScorer:
+    """Item-level: the longest response gets k, the shortest 1; equal lengths keep the given order."""
+
+    unit = "item"
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.fingerprint = "builtin:length-rank:v1"
+        self.stats = ScoreStats()
+
+    def score_items(self, prompts: Sequence[str], responses: Sequence[Sequence[str]]) -> np.ndarray:
+        self.stats.pairs_scored += len(responses)
+        out = np.empty((len(responses), len(responses[0]) if len(responses) else 0), dtype=np.float64)
+        for i, texts in enumerate(responses):
+            # A ranking is a permutation: ties are broken by position, as a listwise judge must.
+            order = sorted(range(len(texts)), key=lambda j: (-len(texts[j]), j))
+            for rank, j in enumerate(order):
+                out[i, j] = float(len(texts) - rank)
+        return out
+
+
 def make_builtin(target: str, spec: str, options: ScorerOptions) -> Scorer:
     if target == "length":
         return LengthScorer(spec)
+    if target == "length-rank":
+        return LengthRankScorer(spec)
     if target == "random":
         return RandomScorer(spec, options.seed)
     if target == "minilm":

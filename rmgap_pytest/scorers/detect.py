@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import ScorerError
+from ._files import reward_class
 from .base import ScorerOptions
 
 __all__ = ["detect_kind"]
@@ -25,7 +26,13 @@ def detect_kind(path: Path, options: ScorerOptions) -> tuple[str, str]:
     except (OSError, ValueError) as exc:
         raise ScorerError(f"Cannot read {config_file}: {exc}. Fix: re-save the model with "
                           "save_pretrained().") from None
-    architectures = config.get("architectures") or [] if isinstance(config, dict) else []
+    if not isinstance(config, dict):
+        config = {}
+    architectures = config.get("architectures") or []
+    auto_map = config.get("auto_map") if isinstance(config.get("auto_map"), dict) else {}
+    reward = reward_class(config)
+    if reward:
+        return "classifier", f"config.json's auto_map registers {reward[1]} for {reward[0]}"
     for arch in architectures:
         if isinstance(arch, str) and arch.endswith("ForSequenceClassification"):
             return "classifier", f"config.json architectures lists {arch}"
@@ -34,6 +41,10 @@ def detect_kind(path: Path, options: ScorerOptions) -> tuple[str, str]:
             if options.ref_model:
                 return "dpo", f"config.json architectures lists {arch} and ref_model is set"
             return "logprob", f"config.json architectures lists {arch}"
+    if "AutoModelForCausalLM" in auto_map:
+        if options.ref_model:
+            return "dpo", "config.json's auto_map registers a causal LM class and ref_model is set"
+        return "logprob", "config.json's auto_map registers a causal LM class"
     found = ", ".join(map(str, architectures)) or "no architectures"
     raise ScorerError(f"Cannot tell what kind of reward model {str(path)!r} is: config.json lists {found}, "
                       "neither a *ForSequenceClassification nor a *ForCausalLM / *LMHeadModel. Fix: write the "

@@ -14,12 +14,10 @@ import json
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from ..batching import run_batches
-from ._hf import collate, load_model, load_tokenizer, model_inputs, resolve_max_length
 from ._model import ModelScorer
-from .base import ScorerOptions
+from .base import Scored, ScorerOptions
 
 __all__ = ["MiniLMScorer"]
 
@@ -51,20 +49,25 @@ class MiniLMScorer(ModelScorer):
     # process or run computed it.
     chunk_order = "request"
 
+    applies = frozenset()
+
     def __init__(self, spec: str, options: ScorerOptions) -> None:
         super().__init__(_model_path(), spec, options)
         self.model = None
+        st_config = self.path / "sentence_bert_config.json"
+        if options.max_length is None and st_config.is_file():  # the length the embeddings were trained at (256)
+            self.max_length = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+
+    def _format(self) -> None:
+        return None  # prompt and response are embedded separately: no pair layout
 
     def _load(self) -> None:
         from transformers import AutoModel
 
+        from ._hf import load_model, load_tokenizer
+
         self.tokenizer = load_tokenizer(self.path, self.options)
         self.model = load_model(AutoModel, self.path, self.options, self.dtype, self.device)
-        limit = self.options.max_length
-        st_config = self.path / "sentence_bert_config.json"
-        if limit is None and st_config.is_file():  # the length the embeddings were trained at (256)
-            limit = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
-        self.max_length = resolve_max_length(limit, self.tokenizer, self.model.config)
 
     def _tokenize(self, texts: list[str]) -> tuple[list[_Text], list[bool]]:
         ids = self.tokenizer(texts, return_attention_mask=False, return_token_type_ids=False,
@@ -82,27 +85,34 @@ class MiniLMScorer(ModelScorer):
         return out, cut
 
     def _embed(self, texts: list[_Text]) -> np.ndarray:
-        batch = collate(texts, self.pad_id, "right", self.device)
-        hidden = self.model(**model_inputs(self.model, batch, "right"))[0].float()
+        import torch
+
+        from ._hf import collate, model_inputs
+
+        batch = collate(texts, self.pad_id, self.device)
+        hidden = self.model(**model_inputs(self.model, batch))[0].float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def score_detailed(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
         prompts, responses = self._check_pairs(prompts, responses)
         if not prompts:
-            return np.zeros(0, dtype=np.float64)
+            return Scored(np.zeros(0, dtype=np.float64), [])
         self._ensure_loaded()
         # RMGAP repeats each prompt for 4 responses and each response for 12 prompts:
         # embedding distinct texts once is ~3x less work than embedding every pair.
         index = {t: i for i, t in enumerate(dict.fromkeys(prompts + responses))}
         texts, cut = self._tokenize(list(index))
+        import torch
+
         with torch.inference_mode():
             emb = run_batches(self._plan([len(t.ids) for t in texts]),
                               lambda idx: self._embed([texts[i] for i in idx]), len(texts),
                               progress=self.options.progress, desc="rmgap minilm", unit="text")
         p = np.array([index[t] for t in prompts])
         r = np.array([index[t] for t in responses])
+        truncated = [bool(cut[i] or cut[j]) for i, j in zip(p, r)]
         self.stats.pairs_scored += len(prompts)
-        self.stats.truncated += int(sum(cut[i] or cut[j] for i, j in zip(p, r)))
-        return np.einsum("ij,ij->i", emb[p], emb[r])
+        self.stats.truncated += sum(truncated)
+        return Scored(np.einsum("ij,ij->i", emb[p], emb[r]), [{"truncated": t} for t in truncated])

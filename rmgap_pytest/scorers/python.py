@@ -4,6 +4,11 @@ ATTR is ``(prompts: list[str], responses: list[str]) -> Sequence[float]`` over
 parallel lists; this module does the batching and checks the contract on every
 batch, so a broken callable fails with the batch and value that broke it
 instead of a misaligned score table. MODULE may also be a ``.py`` file path.
+
+An item-level callable says so with an attribute ``unit = "item"`` (on the
+function, or on the object whose ``score`` is used): it is then called as
+``(prompts: list[str], responses: list[list[str]]) -> Sequence[Sequence[float]]``,
+one prompt and its k responses per item, one row of k scores back per item.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..errors import ScorerError
 from .base import ScorerOptions, ScoreStats
 
 DEFAULT_BATCH = 64  # pairs per call; a callable that wants more can be given batch_size
+DEFAULT_ITEM_BATCH = 16  # items per call for item-level callables (64 pairs' worth)
 
 
 class PythonScorer:
@@ -32,8 +38,9 @@ class PythonScorer:
         if not sep or not module_name or not attr:
             raise ScorerError(f"Scorer spec {spec!r} must be python:MODULE:ATTR, e.g. python:my_rewards:score "
                               "(MODULE may be a dotted module or a .py file).")
-        self.fn = _resolve(module_name, attr, spec)
-        self.batch_size = options.batch_size or DEFAULT_BATCH
+        self.fn, unit = _resolve(module_name, attr, spec)
+        self.unit = "item" if unit == "item" else "pair"
+        self.batch_size = options.batch_size or (DEFAULT_BATCH if self.unit == "pair" else DEFAULT_ITEM_BATCH)
         # Python callables are opaque: cache them only when the user names a version.
         self.fingerprint = f"python:{target}:version={options.version}" if options.version else None
         self.stats = ScoreStats(model_loaded=True)
@@ -48,8 +55,21 @@ class PythonScorer:
         self.stats.pairs_scored += len(prompts)
         return out
 
-    def _call(self, ps: list[str], rs: list[str], b: int, n: int) -> np.ndarray:
-        where = f"{self.spec} (batch {b} of {n}, {len(ps)} pairs)"
+    def score_items(self, prompts: Sequence[str], responses: Sequence[Sequence[str]]) -> np.ndarray:
+        k = len(responses[0]) if len(responses) else 0
+        out = np.empty((len(prompts), k), dtype=np.float64)
+        n_batches = max(1, math.ceil(len(prompts) / self.batch_size))
+        for b, start in enumerate(range(0, len(prompts), self.batch_size)):
+            ps = list(prompts[start:start + self.batch_size])
+            rs = [list(r) for r in responses[start:start + self.batch_size]]
+            where = f"{self.spec} (batch {b + 1} of {n_batches}, {len(ps)} items)"
+            rows = self._invoke(ps, rs, where, "items")
+            for i, row in enumerate(rows):
+                out[start + i] = self._floats(row, len(rs[i]), f"{where}, item {i}", "responses")
+        self.stats.pairs_scored += len(prompts)
+        return out
+
+    def _invoke(self, ps: list[str], rs: list, where: str, what: str) -> list:
         try:
             result = self.fn(ps, rs)
         except Exception as exc:  # the user's code: report it as one readable line
@@ -60,12 +80,25 @@ class PythonScorer:
         try:
             values = list(result)
         except TypeError:
-            raise ScorerError(f"The scorer {where} returned {type(result).__name__}, not a sequence of floats. "
-                              "Fix: return one float per (prompt, response) pair.") from None
+            raise ScorerError(f"The scorer {where} returned {type(result).__name__}, not a sequence. "
+                              f"Fix: return one entry per {what[:-1]}.") from None
         if len(values) != len(ps):
-            raise ScorerError(f"The scorer {where} returned {len(values)} scores for {len(ps)} pairs. "
-                              "Fix: return exactly one float per (prompt, response) pair, in order.")
-        arr = np.empty(len(values), dtype=np.float64)
+            got = "scores" if what == "pairs" else "rows"
+            raise ScorerError(f"The scorer {where} returned {len(values)} {got} for {len(ps)} {what}. "
+                              f"Fix: return exactly one {'float' if what == 'pairs' else 'row of scores'} per "
+                              f"{what[:-1]}, in order.")
+        return values
+
+    def _floats(self, row: object, k: int, where: str, what: str) -> np.ndarray:
+        try:
+            values = list(row)
+        except TypeError:
+            raise ScorerError(f"The scorer {where} returned {row!r}, not a sequence of {k} floats. "
+                              "Fix: return one score per response, in the given order.") from None
+        if len(values) != k:
+            raise ScorerError(f"The scorer {where} returned {len(values)} scores for {k} {what}. "
+                              "Fix: return one score per response, in the given order.")
+        arr = np.empty(k, dtype=np.float64)
         for i, v in enumerate(values):
             try:
                 if isinstance(v, (str, bytes)):
@@ -76,8 +109,12 @@ class PythonScorer:
                                   "Fix: return floats (NaN is allowed and counts as a wrong answer).") from None
         return arr
 
+    def _call(self, ps: list[str], rs: list[str], b: int, n: int) -> np.ndarray:
+        where = f"{self.spec} (batch {b} of {n}, {len(ps)} pairs)"
+        return self._floats(self._invoke(ps, rs, where, "pairs"), len(ps), where, "pairs")
 
-def _resolve(module_name: str, attr: str, spec: str) -> Callable:
+
+def _resolve(module_name: str, attr: str, spec: str) -> tuple[Callable, str]:
     try:
         module = _import(module_name, spec)
     except ScorerError:
@@ -95,12 +132,13 @@ def _resolve(module_name: str, attr: str, spec: str) -> Callable:
             raise ScorerError(f"Scorer spec {spec!r}: {module_name} has no attribute {attr!r}."
                               f"{did_you_mean(part, names)}")
         obj = getattr(obj, part)
+    unit = getattr(obj, "unit", "pair")
     if hasattr(obj, "score") and callable(obj.score) and not callable(obj):
         obj = obj.score
     if not callable(obj):
         raise ScorerError(f"Scorer spec {spec!r}: {module_name}.{attr} is a {type(obj).__name__}, not a callable. "
                           "Fix: point at a function (prompts, responses) -> list of floats.")
-    return obj
+    return obj, unit
 
 
 def _import(module_name: str, spec: str):

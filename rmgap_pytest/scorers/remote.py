@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ScorerError
-from ._http import HttpPool, api_key
+from ._http import HttpPool, api_key, excerpt
 from .base import ScorerOptions, ScoreStats
 
 DEFAULT_BATCH = 32  # pairs per request; batch_size changes it
@@ -131,7 +131,7 @@ def _parse(payload: object, n_pairs: int, where: str) -> np.ndarray:
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             arr[i] = float(v)
         else:
-            raise ScorerError(f"The reward-model server {where} returned a non-numeric score {v!r} at position "
+            raise ScorerError(f"The reward-model server {where} returned a non-numeric score {excerpt(repr(v), limit=80)} at position "
                               f"{i}. Fix: return numbers (null is allowed and counts as a wrong answer).")
     return arr
 

@@ -32,8 +32,8 @@ def direct_scores(path: Path, prompts: list[str], responses: list[str], *, last_
                 text = tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
                                                tokenize=False, return_dict=False)
                 ids = tok(text, add_special_tokens=False, return_tensors="pt")
-            else:
-                ids = tok(p, r, return_tensors="pt")
+            else:  # a decoder without a template: BOS + prompt + response + EOS (TRL's plain-text format)
+                ids = tok(p + r + tok.eos_token, return_tensors="pt")
             if last_hidden:
                 hidden = model.model(input_ids=ids["input_ids"]).last_hidden_state
                 out.append(model.score(hidden[0, -1])[0].item())
@@ -53,9 +53,14 @@ def test_matches_direct_computation(clf_dir: Path, batch_size: int) -> None:
     np.testing.assert_allclose(scores, direct_scores(clf_dir, PROMPTS, RESPONSES), atol=1e-4)
 
 
-def test_text_pair_without_template_matches_direct(clf_pair_dir: Path) -> None:
-    scores = classifier(clf_pair_dir, batch_size=8).score(PROMPTS, RESPONSES)
+def test_decoder_without_template_reads_bos_prompt_response_eos(clf_pair_dir: Path) -> None:
+    """Not a text pair with a second BOS in the middle (../shared/cases/06): the layout TRL trains on."""
+    scorer = classifier(clf_pair_dir, batch_size=8)
+    scores = scorer.score(PROMPTS, RESPONSES)
     np.testing.assert_allclose(scores, direct_scores(clf_pair_dir, PROMPTS, RESPONSES), atol=1e-4)
+    enc = scorer.encode(["hello world\n"], ["hello there"])[0]
+    assert scorer.tokenizer.decode(enc.ids) == "<s>hello world\nhello there</s>"
+    assert any("BOS (when its tokenizer adds one) + prompt + response + EOS" in n for n in scorer.stats.notes)
 
 
 def test_invariant_to_batching_and_padding_side(clf_dir: Path) -> None:
@@ -106,7 +111,7 @@ def test_truncation_keeps_the_response(clf_dir: Path) -> None:
 
 
 def test_multi_label_head_needs_label(multi_label_dir: Path) -> None:
-    with pytest.raises(ScorerError, match=r"3 labels.*label=K"):
+    with pytest.raises(ScorerError, match=r"3 labels.*label=K \(pytest --rm-label K; rmgap eval --label K\)"):
         classifier(multi_label_dir)
     with pytest.raises(ScorerError, match="between 0 and 2"):
         classifier(multi_label_dir, label=5)

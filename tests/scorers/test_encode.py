@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny_models import build_tokenizer
 
+from rmgap_pytest.errors import ScorerError
 from rmgap_pytest.scorers._encode import Encoded, common_prefix_len, encode_pairs, truncate
 
 
@@ -52,8 +53,8 @@ def test_truncation_drops_prompt_start_then_response_start() -> None:
     assert cut.prompt == (1, 3) and cut.response == (4, 8)
     cut = truncate(enc, 5)  # prompt gone, then the response's start; its end and the EOS stay
     assert cut.ids == [0, 90, 8, 9, 99] and cut.response == (2, 4)
-    cut = truncate(enc, 2)  # template tokens alone exceed the limit: the texts go, then cut from the left
-    assert cut.ids == [90, 99] and cut.response == (1, 1)
+    with pytest.raises(ScorerError, match=r"template's own tokens alone take 3.*max_length=4"):
+        truncate(enc, 3)  # the template is never cut: its tokens and one response token need 4
 
 
 def test_truncation_keeps_type_ids_aligned() -> None:
@@ -61,3 +62,23 @@ def test_truncation_keeps_type_ids_aligned() -> None:
                   response=(5, 7))
     cut = truncate(enc, 6)
     assert cut.ids == [0, 3, 99, 6, 7, 99] and cut.type_ids == [0, 0, 0, 1, 1, 1]
+
+
+def test_tokenizer_files_own_truncation_is_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """sentence-transformers saves tokenizer.json with truncation at 128 tokens; truncation is rmgap's rule."""
+    from rmgap_pytest.scorers._encode import PairEncoder
+
+    tok = build_tokenizer()
+    tok.backend_tokenizer.enable_truncation(8)
+    long = "hello world, hello there, hello again " * 5
+    enc = PairEncoder.from_hf(tok, "chat").encode([long], [long])[0]
+    assert len(enc.ids) > 40 and not enc.truncated
+
+
+def test_a_template_without_both_turns_is_refused(tok) -> None:  # type: ignore[no-untyped-def]
+    from rmgap_pytest.scorers._template import ChatTemplate
+
+    with pytest.raises(ScorerError, match="does not write the user's message and then the assistant's"):
+        ChatTemplate("{{ messages[0]['content'] }}", {})
+    with pytest.raises(ScorerError, match="does not compile"):
+        ChatTemplate("{% for m in messages %}", {})

@@ -97,7 +97,7 @@ def test_gate_metrics_are_identical_to_a_local_run(engine, start, clf_dir, local
                       progress=False)
     assert remote.reference == local.reference
     assert remote.table.equals(local.table)  # every cell, gap and interval
-    assert remote.counts["pairs_scored"] == local.counts["pairs_scored"] == 576
+    assert remote.counts["scored"] == local.counts["scored"] == 576
     assert any("claims to serve 'tiny-rm'" in n for n in remote.meta["notes"])
 
 
@@ -155,7 +155,7 @@ def test_named_version_caches_without_contacting_the_server(engine, start, clf_d
     ev = evaluate(bench_file, spec, cache=cache, n_boot=50, tokenizer=str(clf_dir), version="rm-7", progress=False)
     server.stop()  # a fully cached rerun must not need the server
     again = evaluate(bench_file, spec, cache=cache, n_boot=50, tokenizer=str(clf_dir), version="rm-7", progress=False)
-    assert again.reference == ev.reference and again.counts["pairs_scored"] == 0
+    assert again.reference == ev.reference and again.counts["scored"] == 0
     assert again.meta["fingerprint"].startswith(f"{engine}:rm-7:")
 
 
@@ -307,7 +307,7 @@ def test_resume_from_the_cache_after_an_interrupted_run(engine, start, clf_dir, 
     server._handle = original
     resumed = evaluate(bench_file, spec, cache=cache, n_boot=N_BOOT, tokenizer=str(clf_dir), progress=False)
     stored = resumed.counts["cache_hits"]
-    assert 0 < stored <= 300 and resumed.counts["pairs_scored"] == 576 - stored
+    assert 0 < stored <= 300 and resumed.counts["scored"] == 576 - stored
     assert resumed.reference == local.reference and resumed.table.equals(local.table)
 
 

@@ -14,7 +14,9 @@ from tiny_models import make_pairs, options
 
 from rmgap_pytest.errors import ScorerError
 from rmgap_pytest.scorers import build_scorer, load_scorer
-from rmgap_pytest.scorers._hf import resolve_device, resolve_dtype
+from rmgap_pytest.scorers import _files
+from rmgap_pytest.scorers._files import resolve_device_name, resolve_dtype_name
+from rmgap_pytest.scorers._hf import torch_device
 from rmgap_pytest.scorers.classifier import ClassifierScorer
 
 PROMPTS, RESPONSES = make_pairs(4, seed=5)
@@ -81,16 +83,38 @@ def test_wrong_architecture_for_kind_is_a_clear_error(lm_dir: Path, tmp_path: Pa
         ClassifierScorer(str(copy), "classifier", options(label=0)).score(PROMPTS, RESPONSES)
 
 
-def test_device_and_dtype_resolution() -> None:
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ScorerError, match="device"):
-        resolve_device("tpu9")
-    if not torch.cuda.is_available():
-        with pytest.raises(ScorerError, match="device='cpu'"):
-            resolve_device("cuda:0")
-    cpu = torch.device("cpu")
-    assert resolve_dtype("float32", cpu) is torch.float32
-    assert resolve_dtype("auto", cpu) in (torch.float32, torch.bfloat16)
+def test_device_and_dtype_resolution_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_files, "visible_nvidia_gpus", lambda: 0)
+    assert resolve_device_name("auto") == resolve_device_name(None) == "cpu"
+    assert resolve_device_name("cpu") == "cpu"
+    with pytest.raises(ScorerError, match="Unknown device 'tpu9'"):
+        resolve_device_name("tpu9")
+    with pytest.raises(ScorerError, match="0 visible CUDA device.*device='cpu'"):
+        resolve_device_name("cuda:0")
+    monkeypatch.setattr(_files, "visible_nvidia_gpus", lambda: 2)
+    assert resolve_device_name("auto") == "cuda" and resolve_device_name("cuda:1") == "cuda:1"
+    with pytest.raises(ScorerError, match="2 visible CUDA device"):
+        resolve_device_name("cuda:2")
+    assert resolve_dtype_name("float32", "cpu") == "float32"
     with pytest.raises(ScorerError, match="Did you mean 'bfloat16'"):
-        resolve_dtype("bfloat", cpu)
+        resolve_dtype_name("bfloat", "cpu")
+    for fast in (True, False):
+        monkeypatch.setattr(_files, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        monkeypatch.setattr(_files, "_gpus_support_bf16", lambda fast=fast: fast)
+        want = "bfloat16" if fast else "float32"
+        assert resolve_dtype_name("auto", "cpu") == resolve_dtype_name("auto", "cuda:0") == want
+
+
+def test_auto_rules_agree_with_torch_on_this_machine() -> None:
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert resolve_dtype_name("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert (resolve_device_name("auto") == "cuda") == torch.cuda.is_available()
+
+
+def test_hidden_gpus_and_a_cpu_only_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert _files.visible_nvidia_gpus() == 0
+    if not torch.cuda.is_available():  # device=auto saw a GPU that this torch cannot use: refuse, do not fall back
+        with pytest.raises(ScorerError, match=r"device=auto found an NVIDIA GPU.*CUDA build of torch.*device='cpu'"):
+            torch_device("cuda", "auto")
+    assert torch_device("cpu", "auto").type == "cpu"

@@ -72,12 +72,12 @@ def test_token_merged_across_boundary_belongs_to_response(plain_lm_dir: Path) ->
     from rmgap_pytest.scorers._encode import encode_pairs
 
     enc = encode_pairs(tok, ["Say hel"], ["lo world"], style="concat")[0]
-    assert tok.convert_ids_to_tokens(enc.ids[enc.response[0]]) == "Ġhello"
-    assert tok.decode(enc.ids[enc.response[0]:]) == " hello world"
+    assert tok.convert_ids_to_tokens(enc.ids[enc.scored_from]) == "Ġhello"
+    assert tok.decode(enc.ids[enc.scored_from:]) == " hello world"
     model = scorer.lm.model
     with torch.inference_mode():
         logp = model(input_ids=torch.tensor([enc.ids])).logits[0].float().log_softmax(-1)
-    hand = sum(logp[t - 1, enc.ids[t]].item() for t in range(enc.response[0], len(enc.ids)))
+    hand = sum(logp[t - 1, enc.ids[t]].item() for t in range(enc.scored_from, len(enc.ids)))
     assert scorer.score(["Say hel"], ["lo world"])[0] == pytest.approx(hand, abs=1e-4)
 
 
@@ -96,11 +96,14 @@ def test_dpo_is_zero_when_policy_is_reference(lm_dir: Path) -> None:
     assert np.array_equal(scorer.score(PROMPTS, RESPONSES), np.zeros(len(PROMPTS)))
 
 
-def test_dpo_is_policy_minus_reference(lm_dir: Path, ref_lm_dir: Path) -> None:
-    dpo = DpoScorer(str(lm_dir), f"dpo:{lm_dir}", options(ref_model=str(ref_lm_dir), aggregate="sum"))
-    expected = (logprob(lm_dir, aggregate="sum").score(PROMPTS, RESPONSES)
-                - logprob(ref_lm_dir, aggregate="sum").score(PROMPTS, RESPONSES))
-    np.testing.assert_allclose(dpo.score(PROMPTS, RESPONSES), expected, atol=1e-4)
+def test_dpo_is_beta_times_policy_minus_reference(lm_dir: Path, ref_lm_dir: Path) -> None:
+    """The DPO implicit reward: beta * (summed policy - summed reference log-probs); beta 0.1 by default."""
+    summed = (logprob(lm_dir, aggregate="sum").score(PROMPTS, RESPONSES)
+              - logprob(ref_lm_dir, aggregate="sum").score(PROMPTS, RESPONSES))
+    dpo = DpoScorer(str(lm_dir), f"dpo:{lm_dir}", options(ref_model=str(ref_lm_dir)))
+    np.testing.assert_allclose(dpo.score(PROMPTS, RESPONSES), 0.1 * summed, atol=1e-5)
+    dpo = DpoScorer(str(lm_dir), f"dpo:{lm_dir}", options(ref_model=str(ref_lm_dir), beta=2.0))
+    np.testing.assert_allclose(dpo.score(PROMPTS, RESPONSES), 2.0 * summed, atol=1e-4)
     assert dpo.fingerprint != DpoScorer(str(lm_dir), "dpo", options(ref_model=str(lm_dir))).fingerprint
 
 
@@ -117,3 +120,96 @@ def test_bad_aggregate_gets_did_you_mean(lm_dir: Path) -> None:
 def test_bare_causal_lm_detected_as_logprob_or_dpo(lm_dir: Path, ref_lm_dir: Path) -> None:
     assert isinstance(build_scorer(str(lm_dir), options()), LogprobScorer)
     assert isinstance(build_scorer(str(lm_dir), options(ref_model=str(ref_lm_dir))), DpoScorer)
+
+
+# -- published families, fp32 log-probs, the fast path (issue 8, items 4, 7, 9, 10) ----------------------------
+
+from families import FAMILIES, build  # noqa: E402
+from reference import reference_logprobs  # noqa: E402
+
+FAMILY_PROMPTS = PROMPTS[:6] + ["user", "Caf\u00e9 \U0001f600?"]
+FAMILY_RESPONSES = RESPONSES[:6] + ["assistant", "\u65e5\u672c\u8a9e ok"]
+
+
+@pytest.fixture(scope="module")
+def fam_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lm_families")
+
+
+@pytest.mark.parametrize("family", ["llama31", "qwen3", "gemma2", "mistral", "plain_qwen"])
+def test_logprob_families_match_hand_computation(fam_root: Path, family: str) -> None:
+    path = build(family, fam_root, kind="causal")
+    lit = FAMILIES[family].literal
+    prompts = FAMILY_PROMPTS + [f"What does {lit} do?"]
+    responses = FAMILY_RESPONSES + [f"It ends a turn: {lit} is a control token."]
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    want = [reference_logprobs(model, tok, p, r).sum() for p, r in zip(prompts, responses)]
+    scorer = logprob(path, aggregate="sum")
+    for batch_size in (1, 3, 16):
+        for side in ("right", "left"):
+            scorer.options.batch_size = batch_size
+            scorer._ensure_loaded()
+            scorer.tokenizer.padding_side = side
+            np.testing.assert_allclose(scorer.score(prompts, responses), want, atol=1e-4, rtol=0,
+                                       err_msg=f"{family} x{batch_size} {side}")
+    assert scorer.lm.full_logits == (family == "gemma2")  # Gemma 2 soft-caps its logits after the head
+
+
+def test_softcapping_with_small_logits_takes_the_full_path(fam_root: Path) -> None:
+    """Small logits make soft-capping nearly the identity; a loose probe took the fast path (off by 3.6e-3)."""
+    path = build("gemma2", fam_root, kind="causal", seed=3, final_logit_softcapping=30.0, initializer_range=0.02)
+    scorer = logprob(path, aggregate="sum", batch_size=4)
+    scores = scorer.score(PROMPTS, RESPONSES)
+    assert scorer.lm.why_full == "final_logit_softcapping"
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    want = [reference_logprobs(model, tok, p, r).sum() for p, r in zip(PROMPTS, RESPONSES)]
+    np.testing.assert_allclose(scores, want, atol=2e-5, rtol=0)
+
+
+def test_transforms_logits_reads_the_config() -> None:
+    from rmgap_pytest.scorers.logprob import transforms_logits
+
+    assert transforms_logits({"final_logit_softcapping": 30.0}) == "final_logit_softcapping"
+    assert transforms_logits({"text_config": {"final_logit_softcapping": 30.0}}) == "final_logit_softcapping"
+    assert transforms_logits({"logit_scale": 0.0625}) == "logit_scale"
+    assert transforms_logits({"logits_scaling": 8.0}) == "logits_scaling"
+    assert transforms_logits({"final_logit_softcapping": None, "logit_scale": 1.0}) is None
+
+
+def test_dpo_per_token_mean_is_an_explicit_option(lm_dir: Path, ref_lm_dir: Path) -> None:
+    mean = DpoScorer(str(lm_dir), "dpo", options(ref_model=str(ref_lm_dir), aggregate="mean", beta=1.0))
+    summed = DpoScorer(str(lm_dir), "dpo", options(ref_model=str(ref_lm_dir), beta=1.0))
+    expected = (logprob(lm_dir).score(PROMPTS, RESPONSES) - logprob(ref_lm_dir).score(PROMPTS, RESPONSES))
+    np.testing.assert_allclose(mean.score(PROMPTS, RESPONSES), expected, atol=1e-5)
+    assert mean.fingerprint != summed.fingerprint
+    assert summed.fingerprint != DpoScorer(str(lm_dir), "dpo", options(ref_model=str(ref_lm_dir))).fingerprint
+    with pytest.raises(ScorerError, match=r"beta=-1.0 must be a positive number.*--rm-beta"):
+        DpoScorer(str(lm_dir), "dpo", options(ref_model=str(ref_lm_dir), beta=-1.0))
+
+
+def test_bf16_log_probs_come_from_an_fp32_head(lm_dir: Path) -> None:
+    """bf16 logits keep 8 significant bits (0.06 at a logit of 16): the head runs in fp32 on bf16 states."""
+    scorer = logprob(lm_dir, aggregate="sum", dtype="bfloat16", batch_size=4)
+    scores = scorer.score(PROMPTS, RESPONSES)
+    head = scorer.lm.head
+    enc = scorer.encode(PROMPTS[:1], RESPONSES[:1])[0]
+    with torch.inference_mode():
+        hidden = scorer.lm.model.base_model(input_ids=torch.tensor([enc.ids]))[0][0]
+        logp = torch.nn.functional.linear(hidden.float(), head.weight.float()).log_softmax(-1)
+    hand = sum(logp[t - 1, enc.ids[t]].item() for t in range(enc.scored_from, len(enc.ids)))
+    assert scores[0] == pytest.approx(hand, abs=1e-4)
+
+
+def test_repository_language_model_needs_trust_remote_code(lm_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    copy = Path(shutil.copytree(lm_dir, tmp_path / "custom_lm"))
+    config = json.loads((copy / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_x.MyLM"}
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ScorerError, match=r"modeling_x.MyLM.*pytest --rm-trust-remote-code; rmgap eval "
+                                          r"--trust-remote-code"):
+        logprob(copy)

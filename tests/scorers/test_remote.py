@@ -250,7 +250,7 @@ def test_evaluate_matches_local_python_scorer(server, tmp_path):
     ev = evaluate(path, server.url, cache=False, n_boot=100)
     local = evaluate(path, f"python:{rewards_path}:score", cache=False, n_boot=100)
     assert ev.reference == local.reference
-    assert ev.counts["pairs_scored"] == local.counts["pairs_scored"] > 0
+    assert ev.counts["scored"] == local.counts["scored"] > 0
     assert len(server.requests) > 1
 
 
@@ -271,3 +271,12 @@ def test_comma_separated_endpoints_fail_over(server):
     scorer = load_scorer(f"{dead},{server.url}", cache=False)
     assert scorer.score(["ab", "a"], ["abcd", "abc"]).tolist() == [2.0, 2.0]
     assert len(server.requests) == 1
+
+
+def test_a_server_returning_vectors_is_quoted_as_an_excerpt(server):
+    """An embedding server answering 8,192 numbers per pair: the message stays one short paragraph."""
+    server.canned(200, {"scores": [[0.125] * 8192] * 3})
+    with pytest.raises(ScorerError) as err:
+        load_scorer(server.url).score(["p"] * 3, ["r"] * 3)
+    msg = str(err.value)
+    assert "non-numeric score [0.125, 0.125" in msg and "characters)" in msg and len(msg) < 600
