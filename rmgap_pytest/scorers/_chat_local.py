@@ -5,8 +5,9 @@ code only with ``trust_remote_code``, missing weights are an error). Prompts
 are rendered with the tokenizer's chat template (which writes its own BOS, so
 the text is tokenized with ``add_special_tokens=False``); a tokenizer without
 a template gets the messages as plain paragraphs. Requests are batched by
-length with left padding; generation is greedy (``do_sample=False``), the
-local equivalent of temperature 0.
+length (generation pads on the left, so every row continues from its end; the
+verifier's single forward pass pads on the right, as ``_hf.collate`` does);
+generation is greedy (``do_sample=False``), the local equivalent of temperature 0.
 """
 
 from __future__ import annotations
