@@ -95,6 +95,9 @@ class MiniLMScorer(ModelScorer):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return self.score_detailed(prompts, responses).values  # not the pair encoder of ModelScorer.score
+
     def score_detailed(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
         prompts, responses = self._check_pairs(prompts, responses)
         if not prompts:
