@@ -32,7 +32,7 @@ def test_eval_accepts_both_spellings_and_env(tmp_path, capsys, monkeypatch):
     assert a["counts"]["records"] == b["counts"]["records"] == 6 and a["meta"]["data"]["subset"]["of"] == 26
     assert a["reference"] == b["reference"]
     res = run_cli("eval", "--rm-model", "builtin:length", "--out", str(tmp_path / "c"), "--rm-dtype", "bf16")
-    assert res.returncode == 2 and "'bf16' is not one of auto, float32, bfloat16, float16" in res.stderr
+    assert res.returncode == 2 and "'bf16' is not one of auto, float32, bfloat16, float16. Did you mean 'bfloat16'?" in res.stderr
 
 
 def test_error_messages_name_the_running_tools_flag(tmp_path):
