@@ -61,8 +61,15 @@ def compare_runs(base: str | Path, new: str | Path, *, thresholds: str | Path | 
     return Comparison(b, n, table, settings)
 
 
-def format_comparison(result: Comparison, max_cells: int = 20) -> str:
-    """Domain metrics side by side, then every regressed cell, each with its adjusted interval and MDE."""
+def format_comparison(result: Comparison, max_cells: int = 20, fmt: str = "text") -> str:
+    """Domain metrics side by side, then every regressed cell, each with its adjusted interval and MDE.
+
+    ``fmt``: text (this), json (``comparison_json``) or md (``comparison_markdown``).
+    """
+    if fmt == "json":
+        return comparison_json(result)
+    if fmt == "md":
+        return comparison_markdown(result, max_cells)
     s, t = result.settings, result.table
     lines = [f"baseline: {result.base['meta']['spec']} ({result.base['path']})",
              f"current:  {result.new['meta']['spec']} ({result.new['path']})",
@@ -92,3 +99,39 @@ def _line(name: str, r: Any, metric: str = "") -> str:
         return (f"{name:<44}{metric:<12}{r.baseline:>6.3f} -> {r.current:.3f} ({r.diff:+.3f}) "
                 f"{interval} mde {mde.strip()} {verdict}")
     return f"{name:<24}{r.baseline:>9.3f}{r.current:>9.3f}{r.diff:>+8.3f}   {interval:<18}{mde:>7}  {verdict}"
+
+
+def comparison_json(result: Comparison) -> str:
+    """Every unit of the comparison as JSON (``rmgap compare --format json``)."""
+    import json
+
+    from .results import _clean
+
+    doc = {"baseline": {"spec": result.base["meta"]["spec"], "path": result.base["path"]},
+           "current": {"spec": result.new["meta"]["spec"], "path": result.new["path"]},
+           "tolerance": result.settings.tolerance, "confidence": result.settings.confidence,
+           "regressed": result.regressed, "units": result.table.to_dict(orient="records")}
+    return json.dumps(_clean(doc), indent=1)
+
+
+def comparison_markdown(result: Comparison, max_cells: int = 20) -> str:
+    """A pull-request comment: the verdict, the domain metrics and the regressed cells (``--format md``)."""
+    t, s = result.table, result.settings
+    n = int(t["regressed"].sum())
+    head = f"## {'❌ ' + str(n) + ' regression' + ('s' if n != 1 else '') if n else '✅ no regressions'}"
+    lines = [head, "", f"`{result.base['meta']['spec']}` ({result.base['path']}) -> `{result.new['meta']['spec']}` "
+             f"({result.new['path']}); family-wise {s.confidence:.0%} intervals, tolerance {s.tolerance:g}", "",
+             "| metric | baseline | current | diff | adjusted interval | verdict |", "|---|---:|---:|---:|---|---|"]
+
+    def row(name: str, r: Any) -> str:
+        verdict = "**REGRESSED**" if r.regressed else ("ok" if r.gated else "not gated")
+        return (f"| {name} | {r.baseline:.3f} | {r.current:.3f} | {r.diff:+.3f} | [{r.lo:+.3f}, {r.hi:+.3f}] | "
+                f"{verdict} |")
+
+    lines += [row(f"{r.domain}/{r.metric}", r) for r in t[t["kind"] == "domain"].itertuples(index=False)]
+    cells = t[(t["kind"] == "cell") & t["regressed"]]
+    lines += [row(f"{r.domain}/{r.dimension}={r.level} {r.metric}", r)
+              for r in cells.head(max_cells).itertuples(index=False)]
+    if len(cells) > max_cells:
+        lines += ["", f"_... and {len(cells) - max_cells} more regressed cells (see report.json)._"]
+    return "\n".join(lines) + "\n"

@@ -57,6 +57,7 @@ class Benchmark:
     sha256: str  # records_sha256: the parsed records' identity, not the file's bytes
     records: tuple[Record, ...]
     synthetic: bool = False
+    subset: dict[str, Any] | None = None  # subset_benchmark: {"records", "of", "seed", "full_sha256"}
 
     @property
     def n_items(self) -> int:
@@ -68,9 +69,53 @@ class Benchmark:
         return [d for d in DOMAINS if d in present]
 
 
+def shipped_file(name: str, checkout: str) -> Path:
+    """A file the wheel ships in ``rmgap_pytest/_data/``; in a source checkout, where the repository
+    keeps it (``checkout``, relative to the repository root). setup.py copies them into the wheel,
+    so the repository holds one copy of each."""
+    packaged = Path(str(resources.files("rmgap_pytest") / "_data" / name))
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / checkout
+
+
 def sample_path() -> Path:
-    """The embedded sample that ships inside the package."""
-    return Path(str(resources.files("rmgap_pytest") / "_data" / SAMPLE_NAME))
+    """The embedded sample: ``data/rmgap_sample.jsonl`` in the repository, shipped inside the wheel."""
+    return shipped_file(SAMPLE_NAME, f"data/{SAMPLE_NAME}")
+
+
+def subset_benchmark(bench: Benchmark, n: int, seed: int = 0) -> Benchmark:
+    """A seeded subset of ``n`` records, stratified by domain (``--rmgap-limit``).
+
+    Each domain present keeps its share of ``n`` (largest remainder), and at least one record
+    while ``n`` allows, so every domain is still scored; records keep their file order. The
+    subset's ``sha256`` differs from the whole file's, so it is never compared with a run of the
+    whole file. ``n`` at or above the file's size returns ``bench`` unchanged.
+    """
+    import hashlib
+
+    import numpy as np
+
+    if n >= len(bench.records):
+        return bench
+    rng = np.random.default_rng(seed)
+    by_domain = {d: [i for i, r in enumerate(bench.records) if r.domain == d] for d in bench.domains}
+    sizes = {d: len(ix) for d, ix in by_domain.items()}
+    share = {d: n * k / len(bench.records) for d, k in sizes.items()}
+    take = {d: min(sizes[d], max(1 if n >= len(sizes) else 0, int(share[d]))) for d in sizes}
+    for d in sorted(sizes, key=lambda d: (share[d] - int(share[d]), sizes[d]), reverse=True):
+        if sum(take.values()) >= n:
+            break
+        if take[d] < sizes[d]:
+            take[d] += 1
+    while sum(take.values()) > n:  # the one-per-domain minimum overshot: trim the largest
+        d = max(take, key=lambda d: take[d])
+        take[d] -= 1
+    chosen = sorted(i for d, ix in by_domain.items() for i in rng.permutation(ix)[:take[d]].tolist())
+    records = tuple(bench.records[i] for i in chosen)
+    ident = hashlib.sha256(f"{bench.sha256}:{seed}:".encode() + "\n".join(r.id for r in records).encode())
+    return Benchmark(bench.path, ident.hexdigest(), records, bench.synthetic,
+                     {"records": len(records), "of": len(bench.records), "seed": seed, "full_sha256": bench.sha256})
 
 
 def load_benchmark(path: str | Path | None = None) -> Benchmark:

@@ -161,13 +161,17 @@ def run_meta(bench: Benchmark, scorer: Scorer, options: dict, **settings: Any) -
     """What a later run needs to know whether it is comparable, and what a reader needs to reproduce it."""
     import platform
 
+    from .provenance import git_info, model_path, resolved_settings
+
     return {
         "spec": scorer.spec,
         "fingerprint": scorer.fingerprint,
         "options": {k: v for k, v in options.items() if v is not None},
+        "resolved": resolved_settings(scorer),  # what auto and the defaults became (dtype, device, ...)
+        "git": git_info(model_path(scorer)),  # the model directory's checkout, when it is in one
         "notes": list(scorer.stats.notes),
         "data": {"path": bench.path, "sha256": bench.sha256, "synthetic": bench.synthetic,
-                 "domains": bench.domains},
+                 "domains": bench.domains, "subset": bench.subset},
         "settings": settings,
         "versions": _versions(),
         "python": platform.python_version(),

@@ -20,6 +20,20 @@ class GateFailure(Exception):
     """A check failed: shown as its message, never as a traceback."""
 
 
+class GateError(pytest.fail.Exception):  # type: ignore[misc,name-defined]
+    """The gate could not score the model (server down, CUDA error, scorer exception): pytest's
+    *error* outcome for every gate item (raised in setup), not a failure, so "broke" reads
+    differently from "regressed". The cause is printed once, in the RMGAP summary. A ``fail``
+    exception without ``pytrace`` is shown as its message, never as a traceback."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, pytrace=False)
+
+
+BROKE = ("not checked: the gate could not score the model (the cause is printed once, under "
+         "\"RMGAP generalization report\" below; exit status 6)")
+
+
 class GateCollector(pytest.Collector):
     def __init__(self, *, gate: GateSession, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -27,7 +41,11 @@ class GateCollector(pytest.Collector):
         self._examples: dict[str, list[str]] | None = None
 
     def collect(self) -> list["GateItem"]:
-        return [GateItem.from_parent(self, name=spec.id, gate=self.gate) for spec in self.gate.checks]
+        # The node id is given as text so that pytest 9 parses it as it parses ids read back from its
+        # cache ("rmgap::cell[...]": name "cell", params "..."); built from the name it would not match,
+        # and --lf would never find the failed gate items.
+        return [GateItem.from_parent(self, name=spec.id, nodeid=f"{PREFIX}{spec.id}", gate=self.gate)
+                for spec in self.gate.checks]
 
     def failure_text(self, check_id: str, rows: Any) -> str:
         """The item's FAILURES entry; the examples of all failing items are planned together, once."""
@@ -55,10 +73,12 @@ class GateItem(pytest.Item):
         self.gate = gate
         self.add_marker("rmgap")
 
+    def setup(self) -> None:
+        if self.gate.error is not None:
+            raise GateError(BROKE)
+
     def runtest(self) -> None:
         gate = self.gate
-        if gate.error is not None:
-            raise GateFailure(f"the gate could not score the model: {gate.error}")
         if gate.result is None:
             raise GateFailure("the gate was not prepared (scoring did not run in this process)")
         status, rows = gate.verdict(self.name)
@@ -72,7 +92,7 @@ class GateItem(pytest.Item):
             raise GateFailure(self.parent.failure_text(self.name, rows))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, GateFailure):
+        if isinstance(excinfo.value, (GateFailure, GateError)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 
@@ -104,6 +124,33 @@ def collect_gate_items(session: pytest.Session, gate: GateSession) -> list[GateI
     return list(report.result)
 
 
+def keep_selected(config: pytest.Config, items: list, selected: set[str]) -> None:
+    """``pytest "rmgap::cell[Chat/Conciseness=terse]"``: keep the named gate items, deselect the other ones."""
+    known = {i.name for i in items if isinstance(i, GateItem)}
+    unknown = sorted(selected - known)
+    if unknown:
+        from .errors import did_you_mean
+
+        raise pytest.UsageError(f"rmgap: no gate item {PREFIX}{unknown[0]}.{did_you_mean(unknown[0], known)} "
+                                "Fix: copy the id from a FAILED line, or list them with --collect-only -q -m rmgap.")
+    dropped = [i for i in items if isinstance(i, GateItem) and i.name not in selected]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if not (isinstance(i, GateItem) and i.name not in selected)]
+
+
+def header_lines(gate: GateSession) -> list[str]:
+    """The session header: model, data (loudly when it is a subset), thresholds, checks."""
+    b = gate.bench
+    found = f" ({gate.settings.thresholds_note})" if gate.settings.thresholds_note else ""
+    lines = [f"rmgap: model {gate.settings.model}; data {b.path} ({len(b.records)} records, {b.n_items} items, "
+             f"sha256 {b.sha256[:12]}); thresholds {gate.thresholds.source}{found}; {len(gate.checks)} checks"]
+    if b.subset:
+        lines.append(f"rmgap: SUBSET: {b.subset['records']} of {b.subset['of']} records (--rmgap-limit, seeded, "
+                     "every domain): a smoke check, not a verdict on the model")
+    return lines
+
+
 def prepare_with_progress(config: pytest.Config, gate: GateSession, store: str | None = None,
                           run_id: str | None = None, device: str | None = None, worker: bool = False) -> None:
     """Score with pytest's capture off, so the progress display reaches the terminal."""
@@ -121,7 +168,14 @@ def write_summary(terminalreporter: Any, gate: GateSession) -> None:
     tr = terminalreporter
     tr.write_sep("=", "RMGAP generalization report")
     if gate.error is not None:
-        tr.write_line(f"rmgap: scoring failed: {gate.error}", red=True)
+        tr.write_line(f"rmgap: the gate could not score the model, so no check was decided (exit status 6): "
+                      f"{gate.error}", red=True)
+        return
+    if gate.none_ran():
+        tr.write_line("Gate: no checks ran (pytest stopped before the gate's items, e.g. -x or --maxfail, or they "
+                      "were deselected); nothing was decided.", yellow=True)
+        for message in gate.messages:
+            tr.write_line(message)
         return
     checks, comparison = gate.shown()
     tr.write_line(terminal_summary(gate.result.evaluation, checks=checks, comparison=comparison,

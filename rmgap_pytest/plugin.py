@@ -1,7 +1,9 @@
-"""pytest hooks: thin, each hands off to ``GateSession``.
+"""pytest hooks: thin, each hands off to ``GateSession`` (the options themselves live in ``options.py``).
 
-Without ``--rm-model`` (or its ini/env equivalents) every hook returns at
-once, so a project's ordinary test suite runs exactly as before.
+Without ``--rm-model`` (or ``RMGAP_MODEL``, or ``rm_model`` in the ini file)
+every hook returns at once, so a project's ordinary test suite runs exactly as
+before; gate options given without a model are a usage error instead of a gate
+that silently stays off.
 """
 
 from __future__ import annotations
@@ -15,125 +17,81 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .options import OPTIONS, Option, UsageError, check_value, set_tool, stray_settings
+
 if TYPE_CHECKING:  # the gate's modules import pandas; load them only when a model is given
+    from .result import RMGapResult
     from .session import GateSession, GateSettings
 
 PREFIX = "rmgap::"
-
-# (option, ini name, environment variable or None, help)
-OPTIONS: list[tuple[str, str, str | None, str]] = [
-    ("--rm-model", "rm_model", "RMGAP_MODEL", "reward model spec: a model directory, classifier:PATH, "
-     "logprob:PATH, dpo:PATH, builtin:length|random|minilm, python:MODULE:ATTR, or an LLM judge "
-     "verifier:|judge:|ranker: + a model directory or an OpenAI-compatible base URL. Turns the gate on."),
-    ("--rm-ref-model", "rm_ref_model", "RMGAP_REF_MODEL", "reference model for dpo:"),
-    ("--rm-device", "rm_device", "RMGAP_DEVICE", "auto (default), cpu, cuda or cuda:N"),
-    ("--rm-dtype", "rm_dtype", "RMGAP_DTYPE", "auto (default), float32, bfloat16 or float16"),
-    ("--rm-batch-size", "rm_batch_size", None, "fixed pairs per batch (default: a token budget)"),
-    ("--rm-max-length", "rm_max_length", None, "tokens per pair; longer prompts lose their start"),
-    ("--rm-aggregate", "rm_aggregate", None, "logprob: mean (default), sum or discounted_sum; dpo: sum (default)"),
-    ("--rm-beta", "rm_beta", None, "dpo: beta of the DPO implicit reward beta * (policy - reference) log-probs "
-     "(default 0.1)"),
-    ("--rm-chat-template", "rm_chat_template", None, "a Jinja chat template FILE used instead of the tokenizer's "
-     "(classifier, logprob, dpo)"),
-    ("--rm-pool", "rm_pool", None, "classifier: read the reward at the pair's last token (last, default) or at "
-     "the last token that is not the pad id (last_non_pad, transformers' rule)"),
-    ("--rm-add-bos", "rm_add_bos", None, "chat templates: prepend the tokenizer's BOS when the template does not "
-     "write it"),
-    ("--rm-label", "rm_label", None, "classifier: the logit of a multi-label head to score with (0-based)"),
-    ("--rm-trust-remote-code", "rm_trust_remote_code", None, "run the model repository's own code"),
-    ("--rm-allow-pickle", "rm_allow_pickle", None, "load *.bin/*.pt weights (default: safetensors only)"),
-    ("--rm-scorer-version", "rm_scorer_version", None, "python: and http(s): scorers are cached only under a version (vllm:/sglang: it replaces the server's "
-     "reported identity)"),
-    ("--rm-concurrency", "rm_concurrency", "RMGAP_CONCURRENCY", "remote kinds: requests in flight (default 16; "
-     "http(s): 1)"),
-    ("--rm-api-model", "rm_api_model", "RMGAP_API_MODEL", "remote kinds: the served model name to request"),
-    ("--rm-tokenizer", "rm_tokenizer", None, "vllm:/sglang: render and truncate on the client with this model "
-     "directory's tokenizer files and config.json, and send token ids"),
-    ("--rm-judge-template", "rm_judge_template", None, "verifier/judge/ranker: a prompt template file replacing "
-     "the default (docs/judges.md)"),
-    ("--rm-judge-score", "rm_judge_score", None, "judge: rating (default) or expected (probability-weighted "
-     "rating; needs log-probs)"),
-    ("--rm-judge-max-tokens", "rm_judge_max_tokens", None, "judge/ranker: tokens per answer (default 2048, room "
-     "to reason)"),
-    ("--rm-ranker-orders", "rm_ranker_orders", None, "ranker: orders each item is asked in, ranks averaged "
-     "(default 1; 4 = every position once)"),
-    ("--rmgap-data", "rmgap_data", "RMGAP_DATA", "RMGAP JSONL file (default: the embedded sample)"),
-    ("--rmgap-thresholds", "rmgap_thresholds", "RMGAP_THRESHOLDS", "thresholds YAML (default: built-in)"),
-    ("--rmgap-report", "rmgap_report", "RMGAP_REPORT", "directory for metrics.json, report.json/.md/.html"),
-    ("--rmgap-baseline", "rmgap_baseline", "RMGAP_BASELINE", "report.json of the accepted run to compare with"),
-    ("--rmgap-update-baseline", "rmgap_update_baseline", None, "write this run as the baseline"),
-    ("--rmgap-cache", "rmgap_cache", "RMGAP_CACHE", "score cache file, or 'off' (default: "
-     "~/.cache/rmgap-pytest/scores.sqlite)"),
-]
-_FLAGS = {"--rm-trust-remote-code", "--rm-allow-pickle", "--rmgap-update-baseline", "--rm-add-bos"}
-_AGGREGATES = ("mean", "sum", "discounted_sum")
-_JUDGE_SCORES = ("rating", "expected")
+THRESHOLDS_FILE = "thresholds.yaml"  # found in the rootdir without a flag
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("rmgap", "RMGAP reward-model gate")
-    for opt, ini, env, help_ in OPTIONS:
-        env_note = f" [env {env}]" if env else ""
-        if opt in _FLAGS:
-            group.addoption(opt, action="store_true", default=None, dest=ini, help=help_)
-            parser.addini(ini, help_, type="bool", default=False)
+    group = parser.getgroup("rmgap", "RMGAP reward-model gate (every option below needs --rm-model=SPEC, or "
+                                     "RMGAP_MODEL; without a model the plugin does nothing)")
+    for o in OPTIONS:
+        env = f" [env {o.env}]" if o.env else ""
+        if o.kind == "flag":
+            group.addoption(o.pytest, action="store_true", default=None, dest=o.name, help=o.help)
+            parser.addini(o.name, o.help, type="bool", default=False)
         else:
-            group.addoption(opt, default=None, dest=ini, metavar="VALUE", help=help_ + env_note)
-            parser.addini(ini, help_ + env_note, default=None)
+            group.addoption(o.pytest, default=None, dest=o.name, metavar=o.metavar, help=o.help + env)
+            parser.addini(o.name, o.help + env, default=None)
 
 
-def _value(config: pytest.Config, ini: str, env: str | None) -> Any:
-    """Command line, then environment, then ini."""
-    value = config.getoption(ini)
-    if value is None and env:
-        value = os.environ.get(env) or None
-    if value is None:
-        value = config.getini(ini) or None
-    return value
+def _value(config: pytest.Config, o: Option) -> tuple[Any, str]:
+    """(raw value, where it came from): command line, then environment, then ini file."""
+    value = config.getoption(o.name)
+    if value is not None:
+        return value, o.pytest
+    if o.env and os.environ.get(o.env):
+        return os.environ[o.env], o.env
+    value = config.getini(o.name)
+    if value in (None, "", False):
+        return None, ""
+    where = f"{o.name} in {config.inipath.name if config.inipath else 'the ini file'}"
+    if o.path and config.inipath is not None and isinstance(value, str):
+        value = _ini_path(value, config.inipath.parent, o.name == "rm_model")
+    return value, where
+
+
+def _ini_path(value: str, base: Path, spec: bool) -> str:
+    """A relative path in the ini file, resolved against the ini file's directory (as pytest's own
+    ``testpaths`` are). A model spec is resolved only where that names something that exists, so a
+    hub id (``org/name``) or a ``KIND:`` target that is not a path stays as written."""
+    kind, sep, target = value.partition(":")
+    if spec and sep and kind in ("classifier", "logprob", "dpo", "python"):
+        resolved = _ini_path(target.split(":")[0], base, spec=False)
+        return value if resolved == target.split(":")[0] or not Path(resolved).exists() else \
+            f"{kind}:{resolved}{target[len(target.split(':')[0]):]}"
+    if spec and sep:  # builtin:, http(s)://, vllm:, ...
+        return value
+    if value == "off" or value == "last" or Path(value).expanduser().is_absolute():
+        return value
+    resolved = base / value
+    return str(resolved) if not spec or resolved.exists() else value
 
 
 def settings_from_config(config: pytest.Config) -> "GateSettings | None":
-    values = {ini: _value(config, ini, env) for _, ini, env, _ in OPTIONS}
-    if not values["rm_model"]:
+    raw = {o.name: _value(config, o) for o in OPTIONS}
+    given = [o.pytest for o in OPTIONS if config.getoption(o.name) is not None]
+    problem = stray_settings(given, has_model=raw["rm_model"][0] is not None)
+    if problem:
+        raise pytest.UsageError(f"rmgap: {problem}")
+    if raw["rm_model"][0] is None:
         return None
-    from .session import GateSettings
-    ints = {}
-    if values["rm_aggregate"] is not None and values["rm_aggregate"] not in _AGGREGATES:
-        raise pytest.UsageError(f"--rm-aggregate: {values['rm_aggregate']!r} is not one of "
-                                f"{', '.join(_AGGREGATES)}.")
-    if values["rm_label"] is not None and not str(values["rm_label"]).strip().isdigit():
-        raise pytest.UsageError(f"--rm-label: {values['rm_label']!r} is not a logit index (0, 1, ...).")
-    beta = None
-    if values["rm_beta"] is not None:
-        try:
-            beta = float(values["rm_beta"])
-        except ValueError:
-            raise pytest.UsageError(f"--rm-beta: {values['rm_beta']!r} is not a number.") from None
-    if values["rm_judge_score"] is not None and values["rm_judge_score"] not in _JUDGE_SCORES:
-        raise pytest.UsageError(f"--rm-judge-score: {values['rm_judge_score']!r} is not one of "
-                                f"{', '.join(_JUDGE_SCORES)}.")
-    for name in ("rm_batch_size", "rm_max_length", "rm_concurrency", "rm_judge_max_tokens", "rm_ranker_orders"):
-        if values[name] is not None:
-            text = str(values[name]).strip()
-            if not text.isdigit() or int(text) < 1:
-                raise pytest.UsageError(f"--{name.replace('_', '-')}: {values[name]!r} is not a positive "
-                                        "integer.")
-            ints[name] = int(text)
-    options = dict(ref_model=values["rm_ref_model"], device=values["rm_device"], dtype=values["rm_dtype"],
-                   batch_size=ints.get("rm_batch_size"), max_length=ints.get("rm_max_length"),
-                   trust_remote_code=bool(values["rm_trust_remote_code"]) or None,
-                   allow_pickle=bool(values["rm_allow_pickle"]) or None, aggregate=values["rm_aggregate"],
-                   label=int(values["rm_label"]) if values["rm_label"] is not None else None,
-                   beta=beta, chat_template=values["rm_chat_template"], pool=values["rm_pool"],
-                   add_bos=bool(values["rm_add_bos"]) or None,
-                   version=values["rm_scorer_version"], concurrency=ints.get("rm_concurrency"),
-                   api_model=values["rm_api_model"], tokenizer=values["rm_tokenizer"],
-                   judge_template=values["rm_judge_template"], judge_score=values["rm_judge_score"],
-                   judge_max_tokens=ints.get("rm_judge_max_tokens"), ranker_orders=ints.get("rm_ranker_orders"))
-    return GateSettings(model=values["rm_model"], data=values["rmgap_data"], thresholds=values["rmgap_thresholds"],
-                        report=values["rmgap_report"], baseline=values["rmgap_baseline"],
-                        update_baseline=bool(values["rmgap_update_baseline"]), cache=values["rmgap_cache"],
-                        scorer_options={k: v for k, v in options.items() if v is not None})
+    from .session import settings_from_values
+
+    try:
+        values = {o.name: check_value(o, raw[o.name][0], raw[o.name][1]) for o in OPTIONS}
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    settings = settings_from_values(values)
+    if settings.thresholds is None and (config.rootpath / THRESHOLDS_FILE).is_file():
+        settings.thresholds = str(config.rootpath / THRESHOLDS_FILE)
+        settings.thresholds_note = "found in the rootdir"
+    return settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -143,22 +101,43 @@ def pytest_configure(config: pytest.Config) -> None:
     from .errors import RMGapError
     from .session import GateSession
 
+    set_tool("pytest")  # messages name --rm-... flags
     try:
         session = GateSession.from_settings(settings)
     except RMGapError as exc:
         raise pytest.UsageError(f"rmgap: {exc}") from None
     config.addinivalue_line("markers", "rmgap: an RMGAP gate check (select with -m rmgap)")
-    config.pluginmanager.register(GatePlugin(config, session), "rmgap-gate")
+    selected = [a for a in config.args if a.startswith(PREFIX)]
+    if selected:  # `pytest "rmgap::cell[...]"`: a gate node id, not a file to collect
+        config.args[:] = [a for a in config.args if not a.startswith(PREFIX)]
+    config.pluginmanager.register(GatePlugin(config, session, selected), "rmgap-gate")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    set_tool(None)
+
+
+@pytest.fixture(scope="session")
+def rmgap_result(request: pytest.FixtureRequest) -> "RMGapResult":
+    """The gate's evaluation for your own assertions (``result.RMGapResult``); scored once per run, shared
+    with the gate's items and, under xdist, read from the run's score store rather than scored again."""
+    plugin = request.config.pluginmanager.get_plugin("rmgap-gate")
+    if plugin is None:
+        pytest.skip("rmgap_result: no reward model given (--rm-model, RMGAP_MODEL or rm_model): the gate is off")
+    return plugin.result_for_fixture()
 
 
 class GatePlugin:
     """The hooks that need the gate's state; registered only when a model is given."""
 
-    def __init__(self, config: pytest.Config, session: "GateSession") -> None:
+    def __init__(self, config: pytest.Config, session: "GateSession", selected: list[str] | None = None) -> None:
         self.config = config
         self.gate = session
+        self.gate.ran = set()  # pytest tracks which checks ran: -x or -k must not make the report claim others
+        self.selected = {s.removeprefix(PREFIX) for s in selected or []}
         self.worker_error: str | None = None  # a worker's scoring error, reported to the controller
         self.worker_seconds: list[float] = []  # the workers' scoring times (the controller only reads)
+        self.fixture_used = False  # rmgap_result was requested: the controller writes the report too
         workerinput = getattr(config, "workerinput", None)
         self.worker_id = workerinput["workerid"] if workerinput else None
         # Under xdist the controller makes a run-scoped store (pytest_configure_node) and hands
@@ -168,15 +147,17 @@ class GatePlugin:
         self.watcher: Any = None  # the controller's progress display of the workers' scoring
 
     def pytest_report_header(self) -> list[str]:
-        b, gate = self.gate.bench, self.gate
-        return [f"rmgap: model {gate.settings.model}; data {b.path} ({len(b.records)} records, {b.n_items} items, "
-                f"sha256 {b.sha256[:12]}); thresholds {gate.thresholds.source}; {len(gate.checks)} checks"]
+        from .items import header_lines
+
+        return header_lines(self.gate)
 
     @pytest.hookimpl(tryfirst=True)  # before -k/-m/--deselect filter the items
-    def pytest_collection_modifyitems(self, session: pytest.Session, items: list) -> None:
-        from .items import collect_gate_items
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list) -> None:
+        from .items import collect_gate_items, keep_selected
 
         items.extend(collect_gate_items(session, self.gate))
+        if self.selected:
+            keep_selected(config, items, self.selected)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
@@ -190,22 +171,39 @@ class GatePlugin:
             self._prepare()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid.startswith(PREFIX) and report.when == "call":
+        if report.nodeid.startswith(PREFIX) and (report.when == "call" or report.when == "setup" and report.failed):
             self.gate.ran.add(report.nodeid.removeprefix(PREFIX))
 
-    def pytest_sessionfinish(self) -> None:
+    def result_for_fixture(self) -> "RMGapResult":
+        from .items import GateError
+        from .result import RMGapResult
+
+        self.fixture_used = True
+        self._prepare()
+        if self.gate.error is not None:
+            raise GateError(self.gate.error)
+        assert self.gate.result is not None
+        return RMGapResult(self.gate.result.evaluation, self.gate.bench, self.gate.result.checks)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.worker_id is not None:
-            self.config.workeroutput["rmgap_error"] = self.gate.error  # type: ignore[attr-defined]
-            self.config.workeroutput["rmgap_seconds"] = self.gate.scoring_seconds()  # type: ignore[attr-defined]
+            output = self.config.workeroutput  # type: ignore[attr-defined]
+            output["rmgap_error"] = self.gate.error
+            output["rmgap_seconds"] = self.gate.scoring_seconds()
+            output["rmgap_fixture"] = self.fixture_used
             return
         if self.watcher is not None:
             self.watcher.stop()
         if self.worker_error is not None:
             self.gate.error = self.worker_error  # do not load the model again to hit the same error
-        elif _is_controller(self.config) and self.gate.ran:
+        elif _is_controller(self.config) and (self.gate.ran or self.fixture_used):
             self._prepare()  # the workers stored every score: this reads them, no model work
             self.gate.set_scoring_seconds(max(self.worker_seconds, default=None))
         self.gate.finish()
+        if self.gate.error is not None and (self.gate.ran or self.fixture_used):
+            from .session import EXIT_SCORING_FAILED
+
+            session.exitstatus = EXIT_SCORING_FAILED  # "broke", not "regressed": CI can tell them apart
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.worker_id is None and (self.gate.result is not None or self.gate.error):
@@ -224,6 +222,7 @@ class GatePlugin:
             self.worker_error = output["rmgap_error"]
         if output.get("rmgap_seconds") is not None:
             self.worker_seconds.append(output["rmgap_seconds"])
+        self.fixture_used = self.fixture_used or bool(output.get("rmgap_fixture"))
 
     @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist must not reject it
     def pytest_configure_node(self, node: Any) -> None:

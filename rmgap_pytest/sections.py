@@ -31,7 +31,7 @@ from .data import DIMENSIONS
 from .evaluation import Evaluation
 from .judging import judge_lines
 from .metrics import ALL
-from .views import (CHANCE_BON, N_GAPS, NO_PROFILES, SYNTHETIC_WARNING, View, blindness_view,
+from .views import (CHANCE_BON, N_GAPS, NO_PROFILES, SYNTHETIC_WARNING, View, blindness_view, subset_warning,
                     cells_view, domain_view, gaps, gaps_view, min_support, scoring_lines, worst_cells_view)
 
 OUTPUTS = frozenset({"terminal", "markdown", "html"})
@@ -116,6 +116,9 @@ def verdict_section(inp: ReportInput) -> Section:
     blocks.append(Para(V.verdict_paragraph(inp.ev, inp.checks, inp.comparison), "verdict"))
     if inp.ev.meta.get("data", {}).get("synthetic"):
         blocks.append(Para(f"WARNING: {SYNTHETIC_WARNING}", "warn"))
+    subset = inp.ev.meta.get("data", {}).get("subset")
+    if subset:
+        blocks.append(Para(f"WARNING: SUBSET: {subset_warning(subset)}", "warn"))
     return Section("verdict", "", blocks)
 
 

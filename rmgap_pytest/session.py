@@ -33,19 +33,38 @@ from .scorers import Scorer, build_scorer, parse_options
 from .thresholds import Thresholds, load_thresholds
 
 
+EXIT_SCORING_FAILED = 6  # the gate could not score the model: "broke", as opposed to 1 "regressed/failed"
+
+
 @dataclass
 class GateSettings:
-    """Resolved option values (command line > environment > ini)."""
+    """Resolved option values (command line > environment > ini); ``options.OPTIONS`` documents each."""
 
     model: str
     data: str | None = None
     thresholds: str | None = None
     report: str | None = None
-    baseline: str | None = None
+    baseline: str | None = None  # a report.json, or "last": the last accepted run in ``history``
     update_baseline: bool = False
     cache: str | None = None  # a path, "off", or None for the default file
     scorer_options: dict[str, Any] = field(default_factory=dict)
     bootstrap: int = DEFAULT_BOOT
+    limit: int | None = None  # score a stratified, seeded subset of this many records
+    history: str | None = None  # a run-history directory (history.py)
+    thresholds_note: str = ""  # how the thresholds file was found, for the header ("found in the rootdir")
+
+
+def settings_from_values(values: dict[str, Any]) -> GateSettings:
+    """GateSettings from checked option values keyed by ``options.OPTIONS`` names (both tools use this)."""
+    from .options import OPTIONS
+
+    scorer = {o.scorer: values.get(o.name) for o in OPTIONS if o.scorer}
+    scorer = {k: v for k, v in scorer.items() if v is not None and v is not False}
+    return GateSettings(model=values["rm_model"], data=values.get("rmgap_data"),
+                        thresholds=values.get("rmgap_thresholds"), report=values.get("rmgap_report"),
+                        baseline=values.get("rmgap_baseline"), update_baseline=bool(values.get("rmgap_update_baseline")),
+                        cache=values.get("rmgap_cache"), scorer_options=scorer, limit=values.get("rmgap_limit"),
+                        history=values.get("rmgap_history"))
 
 
 @dataclass
@@ -64,41 +83,49 @@ class GateSession:
         self.baseline = baseline
         self.checks: list[CheckSpec] = plan_checks(bench, thresholds, with_baseline=baseline is not None)
         self.result: GateResult | None = None
-        self.error: str | None = None
+        self.error: str | None = None  # the scoring failed: no verdict (EXIT_SCORING_FAILED)
         self.files: dict[str, Path] = {}
         self.messages: list[str] = []
         self.base_bon: "np.ndarray | None" = None  # per item: best-of-N in the baseline
-        self.ran: set[str] = set()  # check ids whose items ran: -k/--deselect must not fail the report
+        # Check ids whose items ran; None: not tracked (the API and `rmgap eval`: every check counts).
+        # Under pytest an empty set means none ran (-x stopped first, or -k deselected them all).
+        self.ran: set[str] | None = None
+        self.history_run: str | None = None  # the id this run got in the history directory
         self._built: Scorer | None = None
 
     @classmethod
     def from_settings(cls, settings: GateSettings) -> "GateSession":
         """Validate data, thresholds, scorer spec and baseline; raises RMGapError with a fix."""
+        from .data import subset_benchmark
+        from .options import flag_name
+
         bench = load_benchmark(settings.data)
+        if settings.limit:
+            bench = subset_benchmark(bench, settings.limit)
         thresholds = load_thresholds(settings.thresholds)
         from .results import ensure_dir, ensure_parent
 
-        if settings.update_baseline and not settings.baseline:
-            raise BaselineError("--rmgap-update-baseline needs --rmgap-baseline=PATH: the file to write the run "
-                                "to. Fix: add --rmgap-baseline=baselines/rm.json (or set rmgap_baseline in the ini).")
+        if settings.baseline == "last" and not settings.history:
+            raise BaselineError(f"{flag_name('rmgap_baseline')}=last compares with the last accepted run in the "
+                                "history directory, and no history directory is given. Fix: add "
+                                f"{flag_name('rmgap_history')}=DIR (the directory your runs are kept in), or name a "
+                                "report.json.")
+        if settings.update_baseline and (not settings.baseline or settings.baseline == "last"):
+            base = flag_name("rmgap_baseline")
+            raise BaselineError(f"{flag_name('rmgap_update_baseline')} needs {base}=PATH: the file to write the run "
+                                f"to. Fix: add {base}=baselines/rm.json (or set rmgap_baseline in the ini).")
         if settings.report:
             ensure_dir(settings.report)
+        if settings.history:
+            ensure_dir(settings.history, "history directory")
         if settings.update_baseline:
             ensure_parent(settings.baseline)
         scorer = build_scorer(settings.model, parse_options(settings.scorer_options))  # spec errors now
         _check_cache_file(scorer, settings.cache)
-        baseline = None
-        if settings.baseline and (Path(settings.baseline).exists() or not settings.update_baseline):
-            from .results import load_run
-
-            baseline = load_run(settings.baseline)
-            if baseline["meta"]["data"]["sha256"] != bench.sha256:
-                raise BaselineError(
-                    f"{settings.baseline}: the baseline was scored on {baseline['meta']['data']['path']} "
-                    f"(sha256 {baseline['meta']['data']['sha256'][:12]}), this run uses {bench.path} "
-                    f"(sha256 {bench.sha256[:12]}). Comparing across different data is meaningless. Fix: "
-                    "use the same --rmgap-data, or write a new baseline with --rmgap-update-baseline.")
+        messages: list[str] = []
+        baseline = _load_baseline(settings, bench, messages)
         gate = cls(settings, bench, thresholds, baseline)
+        gate.messages.extend(messages)
         gate._built = scorer  # cheap to build, but its fingerprint reads the model files: do it once
         return gate
 
@@ -189,12 +216,13 @@ class GateSession:
     def shown(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Checks and comparison as the report shows them: only checks whose items ran.
 
-        A check deselected with -k or --deselect is waived; the summary and report.md
-        must not call the run red while pytest exits 0.
+        A check deselected with -k or --deselect, or never reached because -x stopped the
+        run first, is not reported: the summary and report.md must not call the run red
+        (or green) while pytest says otherwise.
         """
         assert self.result is not None
         checks, comparison = self.result.checks, self.result.comparison
-        if not self.ran:
+        if self.ran is None:
             return checks, comparison
         checks = checks[checks["id"].isin(self.ran)]
         if comparison is not None:
@@ -205,11 +233,24 @@ class GateSession:
             comparison.loc[[i not in self.ran for i in ids], "regressed"] = False
         return checks, comparison
 
+    def none_ran(self) -> bool:
+        """Under pytest, no gate item ran (-x stopped first, or every item was deselected)."""
+        return self.ran is not None and not self.ran
+
     def verdict(self, check_id: str) -> tuple[str, pd.DataFrame]:
         """(status, rows) for one check; status fail/skip/pass."""
         assert self.result is not None
         rows = self.result.checks[self.result.checks["id"] == check_id]
         return check_status(rows), rows
+
+    def passed(self) -> bool:
+        """Every shown check passed or was skipped, and nothing regressed."""
+        if self.result is None:
+            return False
+        checks, comparison = self.shown()
+        failed = bool((checks["status"] == "fail").any()) if len(checks) else False
+        regressed = comparison is not None and bool(comparison["regressed"].any())
+        return not failed and not regressed
 
     def failure_message(self, check_id: str, rows: pd.DataFrame, width: int = 100) -> str:
         """A failing item's message (``failures.gate_message``: value, interval, threshold, examples)."""
@@ -219,7 +260,7 @@ class GateSession:
 
     # -- files -----------------------------------------------------------------------------------------
     def finish(self) -> None:
-        """Write report files and the baseline (controller or single process only)."""
+        """Write report files, the history entry and the baseline (controller or single process only)."""
         if self.result is None:
             return
         ev = self.result.evaluation
@@ -233,9 +274,63 @@ class GateSession:
                      "comparison": None if comparison is None else comparison.to_dict(orient="records")}
             self.files.update(write_run(ev, self.settings.report, extra))
             self.files.update(write_report_files(ev, self.settings.report, checks=checks, comparison=comparison))
+        if self.settings.history and not self.none_ran():
+            from .history import record_run
+
+            entry = record_run(self.settings.history, ev, checks, comparison, passed=self.passed())
+            self.history_run = entry["id"]
+            self.files["history"] = Path(self.settings.history) / entry["file"]
+            self.messages.append(f"history: kept as {entry['id']} in {self.settings.history} "
+                                 f"({'accepted' if entry['accepted'] else 'not accepted: ' + entry['why']})")
         if self.settings.update_baseline and self.settings.baseline:
             self.files["baseline"] = save_baseline(ev, self.settings.baseline)
             self.messages.append(f"baseline updated: {self.settings.baseline}")
+
+
+def _load_baseline(settings: GateSettings, bench: Benchmark, messages: list[str]) -> dict[str, Any] | None:
+    """The run to compare with, or None (no baseline yet, or replaced by an update over other data)."""
+    from .options import flag_name
+    from .results import load_run
+
+    if not settings.baseline:
+        return None
+    if settings.baseline == "last":
+        from .history import last_accepted
+
+        run = last_accepted(settings.history, bench.sha256)
+        if run is None:
+            messages.append(f"baseline: no accepted run on this data in {settings.history} yet, so nothing was "
+                            "compared; a run whose gate passes becomes the first")
+            return None
+    elif not Path(settings.baseline).exists() and settings.update_baseline:
+        return None  # the first baseline: written at the end
+    else:
+        run = load_run(settings.baseline)
+    problem = _different_data(run["meta"]["data"], bench)
+    if problem is None:
+        return run
+    if settings.update_baseline:
+        messages.append(f"baseline: {run['path']} was scored on other data ({problem}); not compared, and "
+                        f"replaced by this run ({flag_name('rmgap_update_baseline')})")
+        return None
+    raise BaselineError(f"{run['path']}: {problem}. Comparing across different data is meaningless. Fix: use the "
+                        f"same {flag_name('rmgap_data')} (and {flag_name('rmgap_limit')}), or replace the baseline "
+                        f"with {flag_name('rmgap_update_baseline')}.")
+
+
+def _different_data(data: dict[str, Any], bench: Benchmark) -> str | None:
+    """Why a run's data (its ``meta.data``) is not this benchmark's, or None when it is the same."""
+    if data["sha256"] == bench.sha256:
+        return None
+    base_sub, cur_sub = data.get("subset"), bench.subset
+    if (base_sub or cur_sub) and (base_sub or {}).get("full_sha256", data["sha256"]) == \
+            (cur_sub or {}).get("full_sha256", bench.sha256):
+        def what(sub: dict | None) -> str:
+            return f"a --rmgap-limit subset ({sub['records']} of {sub['of']} records)" if sub else "the whole file"
+        return (f"the baseline was scored on {what(base_sub)} and this run on {what(cur_sub)} of the same data; a "
+                "subset is never compared with the whole file or another subset")
+    return (f"the baseline was scored on {data.get('path')} (sha256 {data['sha256'][:12]}), this run uses "
+            f"{bench.path} (sha256 {bench.sha256[:12]})")
 
 
 def _check_cache_file(scorer: Scorer, setting: str | None) -> None:

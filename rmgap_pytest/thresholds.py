@@ -111,10 +111,22 @@ ALL_CELLS = [cell_name(d, dim, lvl) for d in [*DOMAINS, ALL] for dim, lvls in DI
 ALL_GAPS = [f"{d}/{dim}" for d in [*DOMAINS, ALL] for dim in DIMENSIONS]
 
 
+def default_thresholds_path() -> Path:
+    """thresholds.yaml as shipped with rmgap-pytest (the repository's top-level file, inside the wheel):
+    the defaults, documented key by key. ``DEFAULTS`` holds the same values (a test checks they agree)."""
+    from .data import shipped_file
+
+    return shipped_file("thresholds.yaml", "thresholds.yaml")
+
+
 def load_thresholds(path: str | Path | None) -> Thresholds:
-    """Read and validate a thresholds file; None gives the built-in defaults."""
+    """Read and validate a thresholds file; None gives the shipped thresholds.yaml (the defaults)."""
     if path is None:
-        return Thresholds()
+        shipped = default_thresholds_path()
+        if not shipped.is_file():  # a broken install: the same values, from DEFAULTS
+            return Thresholds()
+        loaded = load_thresholds(shipped)
+        return Thresholds(loaded.raw, "defaults (thresholds.yaml shipped with rmgap-pytest)")
     p = Path(path)
     if not p.is_file():
         raise ThresholdsError(f"{p}: the thresholds file does not exist. Fix: copy thresholds.yaml from the "

@@ -212,6 +212,13 @@ def md_table(view: View) -> list[str]:
 
 # ---- run facts -----------------------------------------------------------------------------------------------
 
+def subset_warning(subset: dict) -> str:
+    """``--rmgap-limit``: the run scored a subset; say so wherever the verdict is."""
+    return (f"only {subset['records']} of {subset['of']} records were scored (--rmgap-limit, a seeded subset "
+            "with every domain): a smoke check, not a verdict on the model; intervals are wide and a baseline "
+            "of the whole file is never compared with it")
+
+
 def data_line(ev: Evaluation) -> str:
     data = ev.meta.get("data", {})
     name = Path(str(data.get("path", "?"))).name

@@ -17,7 +17,7 @@ import pytest
 
 from builders import make_record, write_jsonl
 from reference_impl import reference_metrics as naive
-from rmgap_pytest.cli import main
+from rmgap_pytest.cli import EXIT_SCORING_FAILED, main
 from rmgap_pytest.evaluation import evaluate
 from rmgap_pytest.scorers import _http
 
@@ -119,7 +119,7 @@ def test_the_api_key_appears_in_no_output_file(setup, tmp_path, capsys, kind):
     # A refused key: the error is one paragraph, masked.
     server.key = "sk-the-other-key"
     assert main(["eval", "--rm-model", f"{kind}:{server.base}", "--data", str(data), "--out", str(tmp_path / "o2"),
-                 "--no-cache", "--bootstrap", "20", "--no-progress"]) == 2
+                 "--no-cache", "--bootstrap", "20", "--no-progress"]) == EXIT_SCORING_FAILED
     captured = capsys.readouterr()
     assert "HTTP 401" in captured.err and "RMGAP_API_KEY" in captured.err
     files = sorted(p.name for p in out.iterdir())

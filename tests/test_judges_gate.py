@@ -54,14 +54,14 @@ def test_gate_with_each_kind_serial_and_xdist_agree(judge_dir, kind):
 def test_judge_options_reach_the_scorer_and_bad_values_are_usage_errors(judge_dir):
     pytester, data, server = judge_dir
     template = pytester.path / "t.txt"
-    template.write_text("Scale from 1 to 10.\n### Query\n{prompt}\n\n### Response\n{response}\n\nScale: rate it.")
+    template.write_text("Rate it on a scale from 1 to 10.\n### Query\n{prompt}\n\n### Response\n{response}\n\nScale: rate it.")
     result = run_gate(pytester, f"--rm-model=judge:{server.base}", f"--rmgap-data={data}", "--rmgap-cache=off",
                       "--rm-judge-score=expected", f"--rm-judge-template={template}", "--rm-judge-max-tokens=64",
                       "--rm-api-model=judge-1", "-m", "rmgap", "--rmgap-report=out")
     assert result.ret in (0, 1)
     sent = server.completions[0]
     assert sent["logprobs"] is True and sent["max_tokens"] == 64 and sent["model"] == "judge-1"
-    assert sent["messages"][1]["content"].startswith("Scale from 1 to 10.")
+    assert sent["messages"][1]["content"].startswith("Rate it on a scale from 1 to 10.")
     assert not any(r["path"].endswith("/models") for r in server.requests)
     for args, needle in ((["--rm-judge-score=mean"], "--rm-judge-score: 'mean' is not one of rating, expected"),
                          (["--rm-concurrency=0"], "--rm-concurrency: '0' is not a positive integer"),

@@ -201,9 +201,10 @@ def test_scorer_error_fails_items_cleanly(pytester, tmp_path, monkeypatch):
     pytester.makepyfile(broken_rm="def score(prompts, responses):\n    return [0.0]\n")
     pytester.syspathinsert()
     result = run_gate(pytester, "--rm-model=python:broken_rm:score", "-k", "avg")
-    assert result.ret == 1
+    assert result.ret == 6  # issue 12: "broke" (error outcome, exit 6), not "regressed" (failed, exit 1)
+    result.assert_outcomes(errors=3, deselected=result.parseoutcomes()["deselected"])
     out = result.stdout.str()
-    assert "returned 1 scores for 64 pairs" in out and "Traceback" not in out
+    assert out.count("returned 1 scores for 64 pairs") == 1 and "Traceback" not in out
 
 
 def test_junit_properties_carry_value_interval_threshold(gate_dir):
@@ -266,7 +267,7 @@ def test_scorer_error_under_xdist_is_not_retried_by_the_controller(pytester, tmp
                                    f"    raise RuntimeError('GPU fell over')\n")
     pytester.syspathinsert()
     result = run_gate(pytester, "--rm-model=python:raising_rm:score", "-n", "2", "-k", "avg")
-    assert result.ret == 1 and "raised RuntimeError: GPU fell over" in result.stdout.str()
+    assert result.ret == 6 and result.stdout.str().count("raised RuntimeError: GPU fell over") == 1
     assert len(log.read_text().split()) <= 2  # once per worker at most, none from the controller
     assert "Traceback" not in result.stdout.str()
 

@@ -64,11 +64,14 @@ def build_scorer(spec: str, options: ScorerOptions) -> Scorer:
             raise ScorerError(f"Scorer spec {spec!r} names the kind {kind!r} but nothing after the colon. "
                               f"Fix: write {kind}:TARGET, e.g. {_EXAMPLES[kind]}.")
         return _factory(kind)(target, spec, options)
-    if Path(spec).expanduser().is_dir():
+    from ._local import looks_like_hub_id, resolve_local
+
+    if Path(spec).expanduser().is_dir() or looks_like_hub_id(spec):
         from .detect import detect_kind
 
-        kind, why = detect_kind(Path(spec).expanduser(), options)
-        scorer = _factory(kind)(spec, spec, options)
+        path = resolve_local(spec)  # a hub id: its snapshot in the local HF cache, or a message how to get it
+        kind, why = detect_kind(path, options)
+        scorer = _factory(kind)(str(path), spec, options)
         scorer.stats.notes.insert(0, f"{spec}: detected kind {kind!r} ({why})")
         return scorer
     if sep and not os.path.exists(spec):

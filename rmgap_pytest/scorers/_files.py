@@ -46,22 +46,11 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 _TOKENIZER_PREFIXES = ("tokenizer", "special_tokens", "added_tokens", "vocab", "merges",
                        "chat_template", "spiece", "sentencepiece", "spm", "preprocessor")
 
-# Option names as each tool spells them, so a message can name the one that is running.
-_FLAGS = {
-    "label": ("--rm-label K", "--label K"), "allow_pickle": ("--rm-allow-pickle", "--allow-pickle"),
-    "trust_remote_code": ("--rm-trust-remote-code", "--trust-remote-code"),
-    "max_length": ("--rm-max-length N", "--max-length N"), "ref_model": ("--rm-ref-model PATH", "--ref-model PATH"),
-    "chat_template": ("--rm-chat-template FILE", "--chat-template FILE"), "device": ("--rm-device", "--device"),
-    "dtype": ("--rm-dtype", "--dtype"), "pool": ("--rm-pool last_non_pad", "--pool last_non_pad"),
-    "add_bos": ("--rm-add-bos", "--add-bos"), "beta": ("--rm-beta B", "--beta B"),
-    "aggregate": ("--rm-aggregate", "--aggregate"),
-}
-
-
 def flag(option: str) -> str:
-    """``"pytest --rm-label K; rmgap eval --label K"``: both spellings of an option."""
-    pytest_flag, cli_flag = _FLAGS[option]
-    return f"pytest {pytest_flag}; rmgap eval {cli_flag}"
+    """The flag that sets a scorer option, in the running tool's spelling (``options.flag``)."""
+    from ..options import flag as tool_flag
+
+    return tool_flag(option)
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -77,12 +66,15 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def check_model_dir(path: Path, options: ScorerOptions, role: str = "model") -> Path:
-    """The resolved model directory, or a ScorerError saying what is missing and how to fix it."""
-    path = path.expanduser()
+    """The resolved model directory (a hub id: its snapshot in the local HF cache), or a ScorerError
+    saying what is missing and how to fix it."""
+    from ._local import resolve_local
+
+    path = resolve_local(path, role)
     if not path.is_dir():
         raise ScorerError(f"{role} directory {str(path)!r} does not exist. Fix: pass the directory that "
-                          "holds config.json and the weights (save_pretrained output); hub names are not "
-                          "downloaded here.")
+                          "holds config.json and the weights (save_pretrained output); hub ids are taken from "
+                          "the local Hugging Face cache, never downloaded.")
     if not (path / "config.json").is_file():
         raise ScorerError(f"{role} directory {str(path)!r} has no config.json. Fix: point at the directory "
                           "written by save_pretrained().")
@@ -146,7 +138,7 @@ def model_identity(path: Path) -> dict[str, str]:
             ident[f.name] = _safetensors_identity(f)
         elif f.name.endswith(PICKLE_SUFFIXES):
             ident[f.name] = _pickle_identity(f)
-        elif f.name in ("config.json", "generation_config.json") or f.name.startswith(_TOKENIZER_PREFIXES) \
+        elif f.name in ("config.json", "generation_config.json", "adapter_config.json") or f.name.startswith(_TOKENIZER_PREFIXES) \
                 or f.suffix in (".py", ".jinja", ".model"):
             ident[f.name] = _sha(f.read_bytes())  # .py: remote code changes scores too
     templates = path / "additional_chat_templates"

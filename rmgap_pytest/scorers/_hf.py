@@ -21,7 +21,7 @@ from ..errors import ScorerError
 from ._files import flag
 from .base import ScorerOptions
 
-__all__ = ["torch_device", "torch_dtype", "load_tokenizer", "load_model", "collate", "model_inputs",
+__all__ = ["torch_device", "torch_dtype", "load_tokenizer", "load_model", "input_device", "collate", "model_inputs",
            "fp32_linear", "fp32_heads", "is_stock_class"]
 
 
@@ -75,9 +75,21 @@ def load_tokenizer(path: Path, options: ScorerOptions) -> Any:
 
 
 def load_model(auto_class: Any, path: Path, options: ScorerOptions, dtype: torch.dtype,
-               device: torch.device, **kwargs: Any) -> Any:
+               device: torch.device, adapter: Any = None, **kwargs: Any) -> Any:
     """``auto_class.from_pretrained`` with safe defaults; missing weights and a dtype other than the
-    fingerprinted one are errors, not warnings."""
+    fingerprinted one are errors, not warnings.
+
+    ``adapter`` (``_local.Adapter``): merged in after loading; weights it carries (a reward head in
+    ``modules_to_save``) may be missing from the base. ``options.device_map``: transformers places the
+    model across the machine's GPUs (accelerate); the inputs then go to the embedding's device.
+    """
+    if options.device_map:
+        try:
+            import accelerate  # noqa: F401
+        except ImportError:
+            raise ScorerError(f"device_map={options.device_map!r} needs accelerate. Fix: pip install "
+                              f"'rmgap-pytest[device-map]', or leave it unset ({flag('device_map')}).") from None
+        kwargs["device_map"] = options.device_map
     try:
         with _quiet_transformers():
             model, info = auto_class.from_pretrained(
@@ -89,17 +101,31 @@ def load_model(auto_class: Any, path: Path, options: ScorerOptions, dtype: torch
                           "config.json matches the weights and the model type suits this scorer kind "
                           "(classifier: a *ForSequenceClassification model or a reward class registered in "
                           "auto_map; logprob/dpo: a causal LM).") from exc
-    missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
+    provided = adapter.provided_modules() if adapter is not None else set()
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")
+               and not provided.intersection(k.split("."))]
     if missing:
         raise ScorerError(f"{str(path)!r}: {len(missing)} weight(s) are missing from the files and would be "
                           f"random ({', '.join(sorted(missing)[:5])}). Fix: point at a trained checkpoint "
                           "of this architecture, or pick the scorer kind that matches it.")
+    if adapter is not None:
+        from ._local import apply_adapter
+
+        model = apply_adapter(model, adapter, dtype)
     floating = {p.dtype for p in model.parameters() if p.is_floating_point()}
     if floating and floating != {dtype}:
         raise ScorerError(f"{str(path)!r} loaded with weights in {', '.join(sorted(map(str, floating)))}, not the "
                           f"{dtype} its scores are stored under (the model's own code sets the dtype). Fix: pass "
                           f"the dtype it loads in ({flag('dtype')}).")
-    return model.to(device).eval()
+    return (model if options.device_map else model.to(device)).eval()
+
+
+def input_device(model: Any, fallback: torch.device) -> torch.device:
+    """Where a model's inputs go: its embedding's device (under a device_map), else ``fallback``."""
+    try:
+        return model.get_input_embeddings().weight.device
+    except (AttributeError, NotImplementedError):
+        return fallback
 
 
 def is_stock_class(model: Any) -> bool:

@@ -29,8 +29,8 @@ from .render import ModelFormat, model_format
 
 __all__ = ["ModelScorer"]
 
-_ALWAYS = {"device", "dtype", "batch_size", "token_budget", "max_length", "trust_remote_code", "allow_pickle",
-           "progress"}
+_ALWAYS = {"device", "device_map", "dtype", "batch_size", "token_budget", "max_length", "trust_remote_code",
+           "allow_pickle", "progress"}
 _DEFAULTS = ScorerOptions()
 
 
@@ -47,9 +47,21 @@ class ModelScorer:
     needs_target = False  # log-prob scorers need where the response's scored tokens start
 
     def __init__(self, target: str, spec: str, options: ScorerOptions) -> None:
+        from ._local import read_adapter, resolve_base, resolve_local
+
         self.spec, self.options = spec, options
         self.stats = ScoreStats()
-        self.path = check_model_dir(Path(target), options)
+        target_path = resolve_local(target)
+        self.adapter = read_adapter(target_path) if target_path.is_dir() else None
+        if self.adapter is not None:  # PEFT: the base model's files, the adapter merged in at load
+            self.path = check_model_dir(resolve_base(self.adapter), options, role="base model")
+            self.stats.notes.append(f"{self.kind}: PEFT adapter {target_path} on base model {self.path}, merged at "
+                                    "load")
+        else:
+            self.path = check_model_dir(target_path, options)
+        # Tokenizer and chat template: the adapter's own when it saved them, else the base model's.
+        self.tokenizer_path = (self.adapter.path if self.adapter is not None
+                               and (self.adapter.path / "tokenizer_config.json").is_file() else self.path)
         self.config = read_config(self.path)
         self.device_name = resolve_device_name(options.device)
         self.dtype_name = resolve_dtype_name(options.dtype, self.device_name)
@@ -69,7 +81,7 @@ class ModelScorer:
         """Kind-specific checks of config.json before anything loads."""
 
     def _format(self) -> ModelFormat | None:
-        return model_format(self.path, self.config, self.kind, chat_template=self.options.chat_template,
+        return model_format(self.tokenizer_path, self.config, self.kind, chat_template=self.options.chat_template,
                             add_bos=self.options.add_bos)
 
     def _note_ignored_options(self) -> None:
@@ -98,7 +110,24 @@ class ModelScorer:
         return out
 
     def _model_dirs(self) -> dict[str, Path]:
-        return {"model": self.path}
+        dirs = {"model": self.path}
+        if self.adapter is not None:
+            dirs["adapter"] = self.adapter.path
+        return dirs
+
+    def resolved_settings(self) -> dict[str, object]:
+        """What ``auto`` and the defaults became on this machine (report.json ``meta.resolved``)."""
+        fmt = self.format
+        budget = self.options.token_budget or default_token_budget(self.device_name.split(":")[0])
+        out: dict[str, object] = {
+            "kind": self.kind, "dtype": self.dtype_name, "device": self.device_name,
+            "device_map": self.options.device_map, "batch": (f"{self.options.batch_size} pairs" if self.options.batch_size
+                                                             else f"token budget {budget}"),
+            "max_length": self.max_length, "layout": fmt.layout if fmt is not None else None,
+            "template_sha256": (hashlib.sha256((fmt.template or "").encode()).hexdigest()
+                                if fmt is not None and fmt.layout == "chat" else None),
+            "model_dir": str(self.path), "adapter": str(self.adapter.path) if self.adapter else None}
+        return {k: v for k, v in out.items() if v is not None}
 
     # -- computing ----------------------------------------------------------------------------------------------
     @property

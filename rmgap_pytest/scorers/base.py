@@ -99,6 +99,7 @@ class ScorerOptions:
     """
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N ; auto takes CUDA when present
+    device_map: str | None = None  # auto | balanced | balanced_low_0 | sequential: one model across the GPUs
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16 ; see scorers/_files.py for auto
     batch_size: int | None = None  # fixed pairs per batch; None = use token_budget
     token_budget: int | None = None  # padded tokens per batch when batch_size is None; None = per device (batching.py)

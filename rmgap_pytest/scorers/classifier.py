@@ -77,6 +77,19 @@ def reward_tensor(output: Any, where: str) -> Any:
                       "returns one float per pair.")
 
 
+def _adapter_num_labels(adapter: object) -> int | None:
+    """Rows of the reward head a SEQ_CLS adapter saved (``modules_to_save``), read from its safetensors header."""
+    import json
+
+    for f in adapter.path.glob("*.safetensors"):  # type: ignore[attr-defined]
+        with f.open("rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        for key, info in header.items():
+            if key != "__metadata__" and "lora_" not in key and key.endswith((".score.weight", ".classifier.weight")):
+                return int(info["shape"][0])
+    return None
+
+
 class ClassifierScorer(ModelScorer):
     """Score = the reward model's output for the rendered pair (module docstring)."""
 
@@ -103,6 +116,15 @@ class ClassifierScorer(ModelScorer):
                                     f"{self.auto_class} in auto_map) and reads its reward output "
                                     f"({', '.join(_REWARD_FIELDS)})")
             return
+        if self.adapter is not None and self.adapter.kind == "classifier":  # the adapter carries the head
+            self.num_labels = _adapter_num_labels(self.adapter)
+            self.label = _head_label(self.num_labels or 1, self.options.label, where)
+            return
+        from ._local import embedding_hint
+
+        hint = embedding_hint(self.path, self.config)
+        if hint:
+            raise ScorerError(hint)
         if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
             hint = (" It looks like a reward model with its own class, but config.json has no auto_map entry for "
                     f"{_AUTO}, so there is no code to load it with. Fix: add the repository's auto_map (and "
@@ -122,10 +144,15 @@ class ClassifierScorer(ModelScorer):
 
         from ._hf import fp32_heads, is_stock_class, load_model, load_tokenizer
 
-        self.tokenizer = load_tokenizer(self.path, self.options)
+        from ._hf import input_device
+
+        self.tokenizer = load_tokenizer(self.tokenizer_path, self.options)
         self.encoder = self._make_encoder()
+        extra = {"num_labels": self.num_labels} if getattr(self, "num_labels", None) else {}
         self.model = load_model(getattr(transformers, self.auto_class), self.path, self.options, self.dtype,
-                                self.device)
+                                self.device, adapter=self.adapter, **extra)
+        if self.options.device_map:
+            self._torch_device = input_device(self.model, self.device)
         head = getattr(self.model, "score", None)
         self._head = head if (is_stock_class(self.model) and isinstance(head, torch.nn.Linear)
                               and self.model.base_model is not self.model) else None

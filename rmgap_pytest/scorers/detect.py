@@ -16,6 +16,16 @@ _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 def detect_kind(path: Path, options: ScorerOptions) -> tuple[str, str]:
     """``(kind, reason)`` for a model directory, or a ScorerError that says which prefix to use."""
+    from ._local import embedding_hint, read_adapter
+
+    adapter = read_adapter(path)
+    if adapter is not None:
+        if adapter.kind is None:
+            raise ScorerError(f"{str(path)!r} is a PEFT adapter for task {adapter.task_type!r}; a reward needs a "
+                              "SEQ_CLS adapter (classifier:) or a CAUSAL_LM one (logprob:, dpo:). Fix: write the kind "
+                              "explicitly, e.g. classifier:PATH.")
+        kind = "dpo" if adapter.kind == "logprob" and options.ref_model else adapter.kind
+        return kind, f"a PEFT adapter (task {adapter.task_type}) on {adapter.base}"
     config_file = path / "config.json"
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -45,6 +55,9 @@ def detect_kind(path: Path, options: ScorerOptions) -> tuple[str, str]:
         if options.ref_model:
             return "dpo", "config.json's auto_map registers a causal LM class and ref_model is set"
         return "logprob", "config.json's auto_map registers a causal LM class"
+    hint = embedding_hint(path, config)
+    if hint:
+        raise ScorerError(hint)
     found = ", ".join(map(str, architectures)) or "no architectures"
     raise ScorerError(f"Cannot tell what kind of reward model {str(path)!r} is: config.json lists {found}, "
                       "neither a *ForSequenceClassification nor a *ForCausalLM / *LMHeadModel. Fix: write the "

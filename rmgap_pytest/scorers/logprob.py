@@ -162,6 +162,11 @@ class LogprobScorer(ModelScorer):
         return [(self.path, self.config)]
 
     def _check_config(self) -> None:
+        from ._local import embedding_hint
+
+        hint = embedding_hint(self.path, self.config)
+        if hint:
+            raise ScorerError(hint)
         custom = custom_class(self.config, "AutoModelForCausalLM")
         if custom and not self.options.trust_remote_code:
             raise ScorerError(f"{self.path}: config.json's auto_map registers the repository's own class {custom} "
@@ -179,7 +184,12 @@ class LogprobScorer(ModelScorer):
 
         from ._hf import load_model
 
-        model = load_model(AutoModelForCausalLM, path, self.options, self.dtype, self.device)
+        from ._hf import input_device
+
+        adapter = self.adapter if path == self.path else None
+        model = load_model(AutoModelForCausalLM, path, self.options, self.dtype, self.device, adapter=adapter)
+        if self.options.device_map:
+            self._torch_device = input_device(model, self.device)
         probe = self.tokenizer("A reward model reads this probe sentence.", return_tensors="pt").input_ids
         lm = _CausalLM(model, config, probe[:, :16].to(self.device))
         if lm.full_logits and transforms_logits(config) is None:  # the config-named case is noted at start-up
@@ -190,7 +200,7 @@ class LogprobScorer(ModelScorer):
     def _load(self) -> None:
         from ._hf import load_tokenizer
 
-        self.tokenizer = load_tokenizer(self.path, self.options)
+        self.tokenizer = load_tokenizer(self.tokenizer_path, self.options)
         self.encoder = self._make_encoder()
         self.lm = self._load_lm(self.path, self.config)
 
