@@ -170,9 +170,15 @@ class GatePlugin:
         if any(i.nodeid.startswith(PREFIX) for i in session.items):
             self._prepare()
 
+    @pytest.hookimpl(trylast=True)  # after the terminal has logged it (-v prints the worker from rep.node)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid.startswith(PREFIX) and (report.when == "call" or report.when == "setup" and report.failed):
+        if not report.nodeid.startswith(PREFIX):
+            return
+        if report.when == "call" or report.when == "setup" and report.failed:
             self.gate.ran.add(report.nodeid.removeprefix(PREFIX))
+        # Under xdist every failure's summary would open with "[gw1] linux -- Python ...": one line per
+        # failing cell, about a fifth of a failing run's output, saying which worker read the shared result.
+        report.__dict__.pop("node", None)
 
     def result_for_fixture(self) -> "RMGapResult":
         from .items import GateError

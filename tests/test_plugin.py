@@ -306,14 +306,16 @@ def test_failures_fit_the_terminal_and_v_gives_more(gate_dir, xdist, monkeypatch
     assert sorted(line.split(" ")[0] for line in cell) == ["BoN", "Pair"], cell  # -v: a line per failing metric
 
 
-def test_a_run_failing_many_checks_stays_short(pytester, tmp_path, monkeypatch):
-    """A weak model on a few hundred records fails ~100 items; the whole output stays a few hundred lines."""
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_run_failing_many_checks_stays_short(pytester, tmp_path, monkeypatch, xdist):
+    """A weak model on a few hundred records fails ~100 items; the whole output stays a few hundred lines,
+    also under xdist (no "[gw1] linux -- Python ..." line per failure)."""
     from rmgap_pytest.synth import write_synthetic
 
     monkeypatch.setenv("RMGAP_CACHE", "off")
     monkeypatch.setenv("COLUMNS", "80")
     data = write_synthetic(pytester.path / "synth.jsonl", 300, seed=1)
-    result = run_gate(pytester, "--rm-model=builtin:length", f"--rmgap-data={data}", "--rmgap-report=out")
+    result = run_gate(pytester, "--rm-model=builtin:length", f"--rmgap-data={data}", "--rmgap-report=out", *xdist)
     n_fail = result.parseoutcomes()["failed"]
     assert n_fail >= 60
     assert len(result.stdout.lines) < 400
