@@ -13,6 +13,7 @@ from rmgap_pytest.scorers.detect import detect_kind
 
 
 def write_config(tmp_path: Path, architectures: list[str]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config.json").write_text(json.dumps({"architectures": architectures}))
     return tmp_path
 
@@ -29,7 +30,9 @@ def test_causal_lm_with_reference_is_dpo(tmp_path: Path) -> None:
 
 
 def test_unknown_architecture_says_what_it_found(tmp_path: Path) -> None:
-    with pytest.raises(ScorerError, match=r"lists BertModel.*classifier:PATH"):
-        detect_kind(write_config(tmp_path, ["BertModel"]), options())
+    with pytest.raises(ScorerError, match=r"lists WhisperForConditionalGeneration.*classifier:PATH"):
+        detect_kind(write_config(tmp_path / "w", ["WhisperForConditionalGeneration"]), options())
+    with pytest.raises(ScorerError, match=r"encoder without a reward head \(BertModel\).*builtin:minilm"):
+        detect_kind(write_config(tmp_path / "b", ["BertModel"]), options())
     with pytest.raises(ScorerError, match="no config.json"):
         detect_kind(tmp_path / "empty", options())
