@@ -35,13 +35,14 @@ METRIC_ORDER = ("Pair", "BoN", "Consistency", SENSITIVITY_METRIC, BIAS_METRIC)
 
 
 def default_scenarios(rhos: Sequence[float] = DEFAULT_RHOS, drop: float = 0.03, cell_drop: float = 0.10,
-                      cell: tuple[str, str, str] = DEFAULT_CELL, follow: float = 0.0) -> list[Scenario]:
-    """Harmless changes at each correlation, then a uniform and a one-cell BoN drop at each, then (``follow``
-    > 0) a model that follows users less by that share."""
+                      cell: tuple[str, str, str] = DEFAULT_CELL, follow: float | Sequence[float] = ()) -> list[Scenario]:
+    """Harmless changes at each correlation, then a uniform and a one-cell BoN drop at each, then a model that
+    follows users less by each share in ``follow`` (> 0)."""
+    follows = [follow] if isinstance(follow, (int, float)) else list(follow)
     out = [Scenario("harmless", r) for r in rhos]
     out += [Scenario("uniform_drop", r, drop) for r in rhos if drop > 0]
     out += [Scenario("cell_drop", r, cell_drop, cell) for r in rhos if cell_drop > 0]
-    out += [Scenario("follow_drop", r, follow=follow) for r in rhos if follow > 0]
+    out += [Scenario("follow_drop", r, follow=f) for f in follows if f > 0 for r in rhos]
     return out
 
 
@@ -153,7 +154,8 @@ def format_calibration(cal: Calibration, top: int = 4) -> str:
         lines.append(f"{r.scenario.name:<44}{f'{r.blocked}/{r.runs}':>12}{_pct(r.blocked / max(r.runs, 1)):>8}  "
                      f"{f'[{_pct(lo)}, {_pct(hi)}]':<16}{r.failing_items / max(r.runs, 1):>10.2f}  {located}")
     lines.append("(failed runs: runs with any failing regression[...] item; located: runs in which an item naming "
-                 "the change failed, an Avg item for a uniform drop, the cell's own item for a one-cell drop)")
+                 "the change failed, an Avg item for a uniform drop, the cell's own item for a one-cell drop, a "
+                 "regression[sensitivity/...] item for a model that follows users less)")
     harmless = [r for r in cal.results if r.scenario.harmless]
     if harmless:
         pooled = ScenarioResult(Scenario("harmless", float("nan")), sum(r.runs for r in harmless),
@@ -235,7 +237,7 @@ def run_from_args(args: argparse.Namespace) -> str:
         bon=args.bon, noise=args.noise, record_share=args.record_share, group_share=args.group_share,
         difficulty=args.difficulty).items() if v is not None})
     scenarios = default_scenarios(args.rho or DEFAULT_RHOS, args.drop, args.cell_drop, parse_cell(args.cell),
-                                  getattr(args, "follow_drop", DEFAULT_FOLLOW))
+                                  getattr(args, "follow_drop", [DEFAULT_FOLLOW]))
     try:
         result = calibrate(bench, settings, model, scenarios, runs=args.runs, seed=args.seed, model_name=args.model)
     except ValueError as exc:  # a model the simulator cannot build (e.g. a BoN below chance after the drop)

@@ -104,8 +104,9 @@ def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
                    help="noise correlations between the two runs (default 0.5 0.9)")
     p.add_argument("--drop", type=_fraction, default=0.03, help="uniform BoN drop to detect (default 0.03; 0 skips)")
     p.add_argument("--cell-drop", type=_fraction, default=0.10, help="BoN drop in one cell (default 0.10; 0 skips)")
-    p.add_argument("--follow-drop", type=_fraction, default=0.15, help="a model that follows users this share less "
-                   "(default 0.15; 0 skips): the sensitivity units vs the BoN units")
+    p.add_argument("--follow-drop", type=_fraction, nargs="+", default=[0.15], metavar="F",
+                   help="a model that follows users this share less, one scenario per value (default 0.15, about 3 "
+                        "BoN points; 0 skips): the sensitivity units vs the BoN units")
     p.add_argument("--cell", default="All/Conciseness=terse", help="the cell that drops (default "
                    "All/Conciseness=terse)")
     p.add_argument("--model", default="consistent", choices=["consistent", "inconsistent", "heavy"],

@@ -57,7 +57,7 @@ class RegressionSettings:
     seed: int
     min_support: int  # prompt groups a cell needs to be gated
     weights: Mapping[str, float]  # tier -> share of 1 - confidence; 0 takes the tier out of the family
-    sd_tolerance: float = 0.05  # practical floor of the bias and sensitivity units, in SD of reward
+    sd_tolerance: float = 0.02  # practical floor of the bias and sensitivity units, in SD of reward
 
 
 @dataclass(frozen=True)

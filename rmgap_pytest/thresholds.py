@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "blindness": {"max": 0.50},
     "bias": {"max": None},
     "sensitivity": {"min": None},
-    "regression": {"tolerance": 0.01, "sd_tolerance": 0.05, "confidence": 0.95, "n_boot": 1000, "seed": 0,
+    "regression": {"tolerance": 0.01, "sd_tolerance": 0.02, "confidence": 0.95, "n_boot": 1000, "seed": 0,
                    "weights": {"avg": 0.35, "domain": 0.1, "all_cells": 0.25, "domain_cells": 0.2,
                                "bias_sensitivity": 0.1}},
 }
