@@ -194,14 +194,20 @@ def draw_png(chart: WhyChart, title: str) -> Any:
 
 
 def _draw_panel(ax: Any, panel: Panel) -> None:
+    """One panel: bars and caps as one collection, dots as two (filled, hollow), then the texts."""
+    from matplotlib.collections import LineCollection
+
     lo, hi, step = panel.axis
     ys, heads, total = _layout(panel)
+    segs = [[(r.lo, y), (r.hi, y)] for r, y in zip(panel.rows, ys)]
+    segs += [[(x, y - 0.2), (x, y + 0.2)] for r, y in zip(panel.rows, ys) for x in (r.lo, r.hi)]
+    ax.add_collection(LineCollection(segs, colors=BAR, linewidths=[2] * len(panel.rows) + [1.2] * 2 * len(panel.rows)))
+    for filled in (True, False):
+        pts = [(r.value, y) for r, y in zip(panel.rows, ys) if r.excludes_zero == filled]
+        if pts:
+            ax.scatter(*zip(*pts), s=64, facecolors=INK if filled else "white", edgecolors=INK, linewidths=1.5,
+                       zorder=3)
     for r, y in zip(panel.rows, ys):
-        ax.plot([r.lo, r.hi], [y, y], color=BAR, linewidth=2, solid_capstyle="butt")
-        ax.plot([r.lo, r.lo, np.nan, r.hi, r.hi], [y - 0.2, y + 0.2, np.nan, y - 0.2, y + 0.2], color=BAR,
-                linewidth=1.2)
-        ax.plot([r.value], [y], marker="o", markersize=8, color=INK, markeredgewidth=1.5,
-                markerfacecolor=INK if r.excludes_zero else "white", zorder=3)
         ax.text(1.03, y, r.text(), transform=ax.get_yaxis_transform(), fontsize=10, va="center", ha="left",
                 color=INK, family="monospace")
         if r.ends:
