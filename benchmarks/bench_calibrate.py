@@ -6,7 +6,8 @@
 1. ``rmgap calibrate`` (the command itself, through ``cli.main``) on the embedded
    26-record sample and on a 1,097-record ``rmgap synth`` file, once per
    simulated model: false-block rate at rho 0.5 and 0.9, detection of a 3-point
-   uniform BoN drop and of a 10-point drop in All/Conciseness=terse.
+   uniform BoN drop, of a 10-point drop in All/Conciseness=terse, and of a model
+   that follows users 15% and 5% less (the sensitivity units vs the BoN units).
 2. The cost of one gate comparison (``regression.compare_outcomes``, default
    settings) at 1x, 2x and 5x the release size, as a ratio to the per-run metric
    bootstrap (``metrics.metric_table``, 1,000 draws) timed in the same process.
@@ -37,7 +38,8 @@ from rmgap_pytest.thresholds import Thresholds  # noqa: E402
 def calibrations(data: Path, runs: int, models: list[str]) -> None:
     for path, label in ((None, "embedded sample"), (data, "1,097-record synth file")):
         for model in models:
-            argv = ["calibrate", "--runs", str(runs), "--model", model, *(["--data", str(path)] if path else [])]
+            argv = ["calibrate", "--runs", str(runs), "--model", model, "--follow-drop", "0.15", "0.05",
+                    *(["--data", str(path)] if path else [])]
             print(f"\n### {label}, model {model}\n$ rmgap {' '.join(argv)}", flush=True)
             main(argv)
 

@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rmgap_pytest import report, results  # noqa: E402
+from rmgap_pytest.biaschart import why_png  # noqa: E402
 from rmgap_pytest.data import load_benchmark, pair_texts  # noqa: E402
 from rmgap_pytest.evaluation import evaluation_from_scores  # noqa: E402
 from rmgap_pytest.gate import decide_checks, plan_checks  # noqa: E402
@@ -79,6 +80,7 @@ def measure(n_records: int, repeat: int, tmp: Path) -> dict[str, tuple[float, fl
         "report.md": lambda: (out / "report.md").write_text(report.markdown(ev, checks), encoding="utf-8"),
         "report.html": lambda: (out / "report.html").write_text(report.html(ev, checks), encoding="utf-8"),
         "heatmap.png": lambda: report.heatmap_png(ev, out / "heatmap.png", checks),
+        "why.png": lambda: why_png(ev.bias, out / "why.png", "builtin:length"),
         "terminal summary": lambda: report.terminal_summary(ev, checks, width=100),
     }
     return {name: timed(fn, repeat) for name, fn in stages.items()}

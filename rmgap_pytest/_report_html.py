@@ -75,6 +75,11 @@ svg.heatmap a.hm:focus{outline:none}svg.heatmap a.hm:focus-visible rect.bg,svg.h
 .legend .ticks span:first-child{transform:none}.legend .ticks span:last-child{transform:translateX(-100%%)}
 .legend .cap{color:%(muted)s}.legend .key{display:inline-flex;align-items:center;gap:6px}
 .legend svg.swatch{width:26px;height:18px;flex:none}
+.why-chart{display:flex;flex-wrap:wrap;gap:8px 28px;align-items:flex-start;margin:6px 0}
+svg.why-panel{display:block;flex:1 1 340px;max-width:440px;height:auto}
+svg.why-panel text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;fill:%(ink)s}
+svg.why-panel g.why-row:hover{outline:none}svg.why-panel g.why-row:hover text{font-weight:700}
+.why-key{font-size:13px;color:%(muted)s}.why-key svg{width:13px;height:13px;vertical-align:-1px;margin:0 2px 0 8px}
 @media (max-width:760px){
   main{padding:10px 12px 40px}h1{font-size:19px}
   svg.heatmap.wide{display:none}svg.heatmap.tall{display:block}

@@ -5,7 +5,9 @@ Simulated model pairs (``simulate.py``) go through the gate's own comparison
 runs per scenario, vectorised: no report files, one matrix product per batch
 of runs. For each scenario it counts the runs in which any regression item
 failed: for a harmless change that is the false-block rate, for a drop the
-detection rate, each with an exact binomial 95% interval (Clopper-Pearson).
+detection rate, each with an exact binomial 95% interval (Clopper-Pearson),
+and which metrics caught it: for a model that follows users less, the
+sensitivity units against the BoN units on the very same runs.
 """
 
 from __future__ import annotations
@@ -22,19 +24,25 @@ import pandas as pd
 from .data import DIMENSIONS, DOMAINS, Benchmark, item_table
 from .errors import CalibrationError
 from .familywise import Differences, paired_differences, sign_flips
+from .bias_units import BIAS_METRIC, SENSITIVITY_METRIC, TIER as WHY_TIER
 from .regression import TIERS, RegressionSettings, UnitLayout, decide, regression_item_id
 from .simulate import PRESETS, Scenario, SimModel, Simulator
 
 DEFAULT_RHOS = (0.5, 0.9)
 DEFAULT_CELL = ("All", "Conciseness", "terse")  # the users a verbosity-biased update fails first
+DEFAULT_FOLLOW = 0.15  # follows users 15% less: BoN falls by about 3 points (docs/why.md)
+METRIC_ORDER = ("Pair", "BoN", "Consistency", SENSITIVITY_METRIC, BIAS_METRIC)
 
 
 def default_scenarios(rhos: Sequence[float] = DEFAULT_RHOS, drop: float = 0.03, cell_drop: float = 0.10,
-                      cell: tuple[str, str, str] = DEFAULT_CELL) -> list[Scenario]:
-    """Harmless changes at each correlation, then a uniform and a one-cell BoN drop at each."""
+                      cell: tuple[str, str, str] = DEFAULT_CELL, follow: float | Sequence[float] = ()) -> list[Scenario]:
+    """Harmless changes at each correlation, then a uniform and a one-cell BoN drop at each, then a model that
+    follows users less by each share in ``follow`` (> 0)."""
+    follows = [follow] if isinstance(follow, (int, float)) else list(follow)
     out = [Scenario("harmless", r) for r in rhos]
     out += [Scenario("uniform_drop", r, drop) for r in rhos if drop > 0]
     out += [Scenario("cell_drop", r, cell_drop, cell) for r in rhos if cell_drop > 0]
+    out += [Scenario("follow_drop", r, follow=f) for f in follows if f > 0 for r in rhos]
     return out
 
 
@@ -46,6 +54,7 @@ class ScenarioResult:
     located: int = 0  # runs in which an item naming the change failed
     failing_items: int = 0  # summed over runs
     items: Counter = field(default_factory=Counter)  # item id -> runs it failed in
+    metrics: Counter = field(default_factory=Counter)  # metric -> runs in which a unit of that metric failed
     mde: list[pd.DataFrame] = field(default_factory=list)  # harmless runs: gated units' mde and support
 
     def interval(self, count: int | None = None) -> tuple[float, float]:
@@ -123,6 +132,7 @@ def _count(res: ScenarioResult, table: pd.DataFrame, scenario: Scenario) -> None
     res.blocked += bool(failed)
     res.failing_items += len(failed)
     res.items.update(failed)
+    res.metrics.update({str(m) for m in table.loc[table["regressed"], "metric"]})
     wanted = scenario.expected_items()
     res.located += bool(wanted) and any(f.startswith(wanted) for f in failed)
 
@@ -144,7 +154,8 @@ def format_calibration(cal: Calibration, top: int = 4) -> str:
         lines.append(f"{r.scenario.name:<44}{f'{r.blocked}/{r.runs}':>12}{_pct(r.blocked / max(r.runs, 1)):>8}  "
                      f"{f'[{_pct(lo)}, {_pct(hi)}]':<16}{r.failing_items / max(r.runs, 1):>10.2f}  {located}")
     lines.append("(failed runs: runs with any failing regression[...] item; located: runs in which an item naming "
-                 "the change failed, an Avg item for a uniform drop, the cell's own item for a one-cell drop)")
+                 "the change failed, an Avg item for a uniform drop, the cell's own item for a one-cell drop, a "
+                 "regression[sensitivity/...] item for a model that follows users less)")
     harmless = [r for r in cal.results if r.scenario.harmless]
     if harmless:
         pooled = ScenarioResult(Scenario("harmless", float("nan")), sum(r.runs for r in harmless),
@@ -153,6 +164,7 @@ def format_calibration(cal: Calibration, top: int = 4) -> str:
         lines += ["", f"false-block rate over all harmless runs: {pooled.blocked}/{pooled.runs} = "
                       f"{_pct(pooled.blocked / max(pooled.runs, 1))} [{_pct(lo)}, {_pct(hi)}] "
                       f"(the gate allows {_pct(1 - s.confidence)})"]
+    lines += _metric_lines(cal.results)
     lines += ["", "items failed (in how many runs):"]
     for r in cal.results:
         shown = ", ".join(f"{name} {n}" for name, n in r.items.most_common(top)) or "none"
@@ -163,6 +175,18 @@ def format_calibration(cal: Calibration, top: int = 4) -> str:
     return "\n".join(lines)
 
 
+def _metric_lines(results: list[ScenarioResult]) -> list[str]:
+    """Per scenario, the runs in which some unit of each metric failed: which measure caught the change."""
+    if not any(r.metrics for r in results):
+        return []
+    head = "".join(f"{m:>13}" for m in METRIC_ORDER)
+    lines = ["", "runs caught by a failing unit of each metric (the same runs; a run can count in several):",
+             f"{'scenario':<44}{head}"]
+    for r in results:
+        lines.append(f"{r.scenario.name:<44}" + "".join(f"{f'{r.metrics[m]}/{r.runs}':>13}" for m in METRIC_ORDER))
+    return lines
+
+
 def _mde_lines(harmless: list[ScenarioResult]) -> list[str]:
     """Median MDE per tier and metric, one column block per harmless scenario."""
     if not harmless:
@@ -170,13 +194,16 @@ def _mde_lines(harmless: list[ScenarioResult]) -> list[str]:
     tables = [pd.concat(r.mde).groupby(["tier", "metric"], sort=False)[["mde", "support"]].median() for r in harmless]
     head = "".join(f"{'rho ' + format(r.scenario.rho, 'g') + ': Pair / BoN / Consistency':>38}" for r in harmless)
     lines = ["", "smallest drop each gated unit can flag (median MDE over the harmless runs):",
-             f"{'tier':<14}{'support (groups)':>17}{head}"]
+             f"{'tier':<17}{'support (groups)':>17}{head}"]
     for tier in TIERS:
         if tier not in tables[0].index.get_level_values(0):
             continue
         support = int(tables[0].loc[tier]["support"].median())
-        cols = "".join(f"{' / '.join(_mde(t, tier, m) for m in ('Pair', 'BoN', 'Consistency')):>38}" for t in tables)
-        lines.append(f"{tier:<14}{support:>17}{cols}")
+        metrics = (SENSITIVITY_METRIC, BIAS_METRIC) if tier == WHY_TIER else ("Pair", "BoN", "Consistency")
+        cols = "".join(f"{' / '.join(_mde(t, tier, m) for m in metrics):>38}" for t in tables)
+        if tier == WHY_TIER:
+            lines.append(f"{'':<34}" + "".join(f"{'Sensitivity / Style bias (SD)':>38}" for _ in tables))
+        lines.append(f"{tier:<17}{support:>17}{cols}")
     return lines
 
 
@@ -209,7 +236,8 @@ def run_from_args(args: argparse.Namespace) -> str:
     model = replace(PRESETS[args.model], **{k: v for k, v in dict(
         bon=args.bon, noise=args.noise, record_share=args.record_share, group_share=args.group_share,
         difficulty=args.difficulty).items() if v is not None})
-    scenarios = default_scenarios(args.rho or DEFAULT_RHOS, args.drop, args.cell_drop, parse_cell(args.cell))
+    scenarios = default_scenarios(args.rho or DEFAULT_RHOS, args.drop, args.cell_drop, parse_cell(args.cell),
+                                  getattr(args, "follow_drop", [DEFAULT_FOLLOW]))
     try:
         result = calibrate(bench, settings, model, scenarios, runs=args.runs, seed=args.seed, model_name=args.model)
     except ValueError as exc:  # a model the simulator cannot build (e.g. a BoN below chance after the drop)

@@ -113,6 +113,9 @@ def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
                    help="uniform BoN drop to detect (default 0.03; 0 skips)")
     p.add_argument("--cell-drop", type=fraction, default=0.10, metavar="X",
                    help="BoN drop in one cell (default 0.10; 0 skips)")
+    p.add_argument("--follow-drop", type=fraction, nargs="+", default=[0.15], metavar="F",
+                   help="a model that follows users this share less, one scenario per value (default 0.15, about 3 "
+                        "BoN points; 0 skips): the sensitivity units vs the BoN units")
     p.add_argument("--cell", default="All/Conciseness=terse", metavar="CELL", help="the cell that drops (default "
                    "All/Conciseness=terse)")
     p.add_argument("--model", default="consistent", choices=["consistent", "inconsistent", "heavy"],

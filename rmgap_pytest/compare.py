@@ -79,6 +79,12 @@ def format_comparison(result: Comparison, max_cells: int = 20, fmt: str = "text"
              f"{'metric':<24}{'baseline':>9}{'current':>9}{'diff':>8}   {'adjusted interval':<18}{'mde':>7}  verdict"]
     for r in t[t["kind"] == "domain"].itertuples(index=False):
         lines.append(_line(f"{r.domain}/{r.metric}", r))
+    why = t[t["kind"].isin(["bias", "sensitivity"])]
+    if len(why):
+        lines += ["", f"style bias and sensitivity, in SD of reward (tolerance {s.sd_tolerance:g}; a bias regresses "
+                      "when it moves further from zero, docs/why.md):"]
+        lines += [_line(f"{r.kind}/{r.dimension if r.kind == 'bias' else r.domain}", r)
+                  for r in why.itertuples(index=False)]
     cells = t[(t["kind"] == "cell") & t["regressed"]]
     if len(cells):
         lines += ["", f"regressed cells (support >= {s.min_support} prompt groups):"]

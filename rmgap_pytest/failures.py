@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import Benchmark, Record
+from .data import DIMENSIONS, Benchmark, Record
 from .evaluation import Evaluation
 from .verdict import excess, row_texts
 
@@ -34,7 +34,8 @@ EXAMPLE_LINES = 3  # prompt, preferred response, right response
 DEFAULT_EXAMPLES, VERBOSE_EXAMPLES = 3, 5
 MIN_EXAMPLES = 2
 # Who gets examples first: a broken user group says more with examples than a whole domain's average.
-KIND_ORDER = {"regression": 0, "cell": 1, "gap": 2, "domain": 3, "avg": 3, "blindness": 4}
+KIND_ORDER = {"regression": 0, "cell": 1, "gap": 2, "bias": 3, "sensitivity": 3, "domain": 3, "avg": 3,
+              "blindness": 4}
 
 
 # ---- picking examples ------------------------------------------------------------------------------------------
@@ -166,6 +167,7 @@ class Target:
     domain: str
     dimension: str | None = None
     level: str | None = None
+    lean_last: bool | None = None  # a style bias: True when it leans towards the dimension's last level
 
 
 def target_mask(ev: Evaluation, t: Target, base_bon: np.ndarray | None = None) -> np.ndarray:
@@ -185,11 +187,34 @@ def target_mask(ev: Evaluation, t: Target, base_bon: np.ndarray | None = None) -
 def target_of(spec: Any, rows: pd.DataFrame) -> Target:
     """A gap speaks for its worst level ("verbose vs terse" -> terse); anything else for its own items."""
     level = spec.level
+    reason = " ".join(str(x) for x in rows["reason"] if isinstance(x, str))
     if spec.kind == "gap":
-        reason = " ".join(str(x) for x in rows["reason"] if isinstance(x, str))
         m = re.match(r"\s*(\S+) vs (\S+?):", reason)
         level = m.group(2) if m else None
+    if spec.kind == "bias" and spec.dimension in DIMENSIONS:
+        last = DIMENSIONS[spec.dimension][-1].replace("_", " ")
+        return Target(spec.kind, spec.domain, spec.dimension, None, f"towards {last})" in reason)
     return Target(spec.kind, spec.domain, spec.dimension, level)
+
+
+def leaned(ev: Evaluation, texts: Texts | None, dimension: str, last: bool) -> np.ndarray | None:
+    """Per item: the model's top loser lies further towards the bias's side of ``dimension`` than the right
+    answer (a verbosity bias: it preferred a longer answer than the one the user wanted)."""
+    if texts is None:
+        return None
+    out = ev.outcomes
+    scores = np.where(np.isfinite(s := out[["s0", "s1", "s2", "s3"]].to_numpy(np.float64)), s, -np.inf)
+    scores[np.arange(len(out)), out["winner_idx"].to_numpy()] = -np.inf
+    loser = scores.argmax(axis=1)
+    order = {lvl: i for i, lvl in enumerate(DIMENSIONS[dimension])}
+    flag = np.zeros(len(out), bool)
+    for i in np.flatnonzero(~out["bon"].to_numpy(bool)):
+        rec = texts.records.get(str(out["record_id"].iat[i]))
+        if rec is not None and rec.profiles:
+            lv = [order.get(rec.profiles.get(rec.keys[j], {}).get(dimension), -1)
+                  for j in (loser[i], int(out["winner_idx"].iat[i]))]
+            flag[i] = min(lv) >= 0 and (lv[0] > lv[1] if last else lv[0] < lv[1])
+    return flag
 
 
 def examples_for(ev: Evaluation, target: Target, texts: Texts | None, n: int, width: int,
@@ -199,7 +224,7 @@ def examples_for(ev: Evaluation, target: Target, texts: Texts | None, n: int, wi
         return []
     mask = target_mask(ev, target, base_bon)
     prefer = chose_other_level(ev, texts, target.dimension, target.level) if target.dimension and target.level \
-        else None
+        else leaned(ev, texts, target.dimension, target.lean_last) if target.lean_last is not None else None
     recs = worst_records(ev, mask, n=n, prefer=prefer, avoid=avoid if avoid is not None else frozenset())
     if not recs:
         return []
@@ -254,7 +279,8 @@ def _row_variants(r: Any, mde: dict[str, float] | None) -> list[str]:
     if r.kind == "regression" and mde is not None:
         m = mde.get(str(r.metric), math.nan)
         # MDE: the smallest drop this unit could be called a regression at this data size.
-        texts = [t + (f"; can flag drops > {m:.3f} (MDE)" if math.isfinite(m) else "; MDE unknown") for t in texts]
+        what = "changes" if r.metric == "Style bias" else "drops"
+        texts = [t + (f"; can flag {what} > {m:.3f} (MDE)" if math.isfinite(m) else "; MDE unknown") for t in texts]
     return texts
 
 
@@ -304,10 +330,10 @@ def _mde_of(gate: Any, spec: Any) -> dict[str, float] | None:
         return None
     from .verdict import with_family_columns
 
+    from .regression import item_ids
+
     c = with_family_columns(comparison)
-    sel = c[(c["kind"] == ("cell" if spec.level is not None else "domain")) & (c["domain"] == spec.domain)]
-    if spec.level is not None:
-        sel = sel[(sel["dimension"] == spec.dimension) & (sel["level"] == spec.level)]
+    sel = c[np.array(item_ids(c), dtype=object) == spec.id] if len(c) else c
     return {str(m): float(x) for m, x in zip(sel["metric"], pd.to_numeric(sel["mde"], errors="coerce"))}
 
 

@@ -4,6 +4,11 @@
 baseline is given, so every pytest-xdist worker collects the same items
 before any model is scored. ``decide_checks`` turns an evaluation (and an
 optional baseline comparison) into one verdict row per (check, metric).
+
+Style bias and preference sensitivity (``bias.py``) are gated only when the
+thresholds file sets a ceiling or a floor (``bias[Conciseness]``,
+``sensitivity[All]``), decided on the point estimate like every other floor;
+against a baseline they are regression units of the one family-wise family.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .bias_units import BIAS_METRIC, SENSITIVITY_METRIC, TIER as WHY_TIER, WhyLayout
 from .data import DIMENSIONS, DOMAINS, Benchmark, item_table
+from .findings import bias_words
 from .metrics import ALL, AVG, METRICS
-from .regression import tier_of
+from .regression import item_ids, regression_item_id, tier_of
 from .thresholds import Thresholds, cell_name
 
 CHECK_COLUMNS = ["id", "kind", "domain", "dimension", "level", "metric", "value", "lo", "hi", "threshold",
@@ -28,7 +35,7 @@ class CheckSpec:
     """One gate test item, known before scoring."""
 
     id: str
-    kind: str  # avg | domain | cell | gap | blindness | regression
+    kind: str  # avg | domain | cell | gap | blindness | bias | sensitivity | regression
     domain: str
     dimension: str | None = None
     level: str | None = None
@@ -57,9 +64,11 @@ def _ordered_cells(supports: dict[tuple[str, str, str], int]) -> list[tuple[str,
 
 
 def plan_checks(bench: Benchmark, thresholds: Thresholds, with_baseline: bool = False) -> list[CheckSpec]:
-    """Every gate item, in a stable order: averages, domains, cells, gaps, blindness, regressions."""
+    """Every gate item, in a stable order: averages, domains, cells, gaps, blindness, style bias and
+    sensitivity (when a threshold is set), regressions."""
     domains = bench.domains
     supports = cell_supports(bench)
+    why = WhyLayout.from_items(item_table(bench)).labels
     cells = _ordered_cells(supports)
     specs = [CheckSpec(f"avg[{m}]", "avg", AVG, metric=m) for m in METRICS]
     specs += [CheckSpec(f"domain[{d}/{m}]", "domain", d, metric=m) for d in domains for m in METRICS]
@@ -69,6 +78,11 @@ def plan_checks(bench: Benchmark, thresholds: Thresholds, with_baseline: bool = 
                                                                          list(DIMENSIONS).index(k[1])))
     specs += [CheckSpec(f"gap[{d}/{dim}]", "gap", d, dim, metric="BoN gap") for d, dim in gap_keys]
     specs += [CheckSpec(f"blindness[{d}]", "blindness", d, metric="Prompt blindness") for d in [*domains, ALL]]
+    specs += [CheckSpec(f"bias[{dim}]", "bias", ALL, dim, metric=BIAS_METRIC) for dim in DIMENSIONS
+              if thresholds.bias_ceiling(dim) is not None]
+    users = {r.domain: int(r.support) for r in why[why["kind"] == "sensitivity"].itertuples(index=False)}
+    specs += [CheckSpec(f"sensitivity[{d}]", "sensitivity", d, metric=SENSITIVITY_METRIC, support=users.get(d))
+              for d in [ALL, *domains] if thresholds.sensitivity_floor(d) is not None]
     if with_baseline:  # the regression family: a tier weighted 0 is not gated, so it has no items
         weighted = {t for t, w in thresholds.raw["regression"]["weights"].items() if w > 0}
         specs += [CheckSpec(f"regression[{d}/{m}]", "regression", d, metric=m) for d in [AVG, *domains]
@@ -77,6 +91,10 @@ def plan_checks(bench: Benchmark, thresholds: Thresholds, with_baseline: bool = 
                             support=supports[(d, dim, lvl)])
                   for d, dim, lvl in cells
                   if supports[(d, dim, lvl)] >= thresholds.min_support and tier_of("cell", d) in weighted]
+        if WHY_TIER in weighted:
+            specs += [CheckSpec(regression_item_id(r.kind, r.domain, r.dimension, None, r.metric), "regression",
+                                r.domain, r.dimension, metric=r.metric, support=int(r.support))
+                      for r in why.itertuples(index=False)]
     return specs
 
 
@@ -101,10 +119,16 @@ def _skip(spec: CheckSpec, metric: str | None, reason: str) -> dict:
 
 
 def decide_checks(specs: list[CheckSpec], table: pd.DataFrame, thresholds: Thresholds,
-                  comparison: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (check, metric); a check fails when any of its rows fails."""
+                  comparison: pd.DataFrame | None = None, bias: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (check, metric); a check fails when any of its rows fails.
+
+    ``table``: ``metrics.metric_table``; ``comparison``: ``regression.compare_outcomes``;
+    ``bias``: ``bias.bias_table`` (``Evaluation.bias``), for the bias and sensitivity items.
+    """
     lookup = {(r.kind, r.domain, _none(r.dimension), _none(r.level), r.metric): r
               for r in table.itertuples(index=False)}
+    why = {} if bias is None else {(r.kind, r.domain, _none(r.dimension)): r for r in bias.itertuples(index=False)
+                                   if r.kind != "sensitivity_trend" and _none(r.level) is None}
     rows: list[dict] = []
     for spec in specs:
         if spec.kind in ("avg", "domain"):
@@ -124,9 +148,27 @@ def decide_checks(specs: list[CheckSpec], table: pd.DataFrame, thresholds: Thres
             r = lookup[("blindness", spec.domain, None, None, "Prompt blindness")]
             rows.append(_row(spec, "Prompt blindness", r.value, r.lo, r.hi, thresholds.blindness_ceiling(spec.domain),
                              "max", r.support, "the model ignores what the user asked on too many records"))
+        elif spec.kind in ("bias", "sensitivity"):
+            rows.append(_why_row(spec, why.get((spec.kind, spec.domain, spec.dimension)), thresholds))
         elif spec.kind == "regression":
             rows += _regression_rows(spec, comparison, thresholds)
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+def _why_row(spec: CheckSpec, r: Any, thresholds: Thresholds) -> dict:
+    """A style-bias ceiling on |coefficient| (its interval folded at zero) or a sensitivity floor."""
+    if r is None or not np.isfinite(r.value):
+        what = "style profiles that tell the five dimensions apart" if spec.kind == "bias" else \
+            "records whose four users want four different responses"
+        return _skip(spec, spec.metric, f"not measurable: the data has no {what}")
+    if spec.kind == "sensitivity":
+        return _row(spec, spec.metric, r.value, r.lo, r.hi, thresholds.sensitivity_floor(spec.domain), "min",
+                    int(r.support), "the model does not follow what users ask for")
+    lo, hi = sorted((abs(r.lo), abs(r.hi)))
+    lo = 0.0 if r.lo <= 0 <= r.hi else lo
+    word, towards = bias_words(spec.dimension, r.value)
+    return _row(spec, spec.metric, abs(r.value), lo, hi, thresholds.bias_ceiling(spec.dimension), "max", None,
+                f"rewards {word} whoever asks ({r.value:+.2f} SD per level towards {towards})")
 
 
 def _none(value: object) -> object:
@@ -155,15 +197,15 @@ def _cell_rows(spec: CheckSpec, lookup: dict, thresholds: Thresholds) -> list[di
 def _regression_rows(spec: CheckSpec, comparison: pd.DataFrame | None, thresholds: Thresholds) -> list[dict]:
     if comparison is None:
         return [_skip(spec, spec.metric, "no baseline to compare with")]
-    kind = "cell" if spec.level is not None else "domain"
-    sel = comparison[(comparison["kind"] == kind) & (comparison["domain"] == spec.domain)]
-    if spec.level is not None:
-        sel = sel[(sel["dimension"] == spec.dimension) & (sel["level"] == spec.level)]
-    else:
-        sel = sel[sel["metric"] == spec.metric]
+    sel = comparison[np.array(item_ids(comparison), dtype=object) == spec.id] if len(comparison) else comparison
+    if not len(sel):
+        return [_skip(spec, spec.metric, "not measurable in this comparison")]
     rows = []
     for r in sel.itertuples(index=False):
-        row = _row(spec, r.metric, r.diff, r.lo, r.hi, -r.tolerance, "min", spec.support)
+        # Worse is down for a share or the sensitivity; for a style bias, away from zero (its current side).
+        up = r.kind == "bias" and r.current >= 0
+        row = _row(spec, r.metric, r.diff, r.lo, r.hi, r.tolerance if up else -r.tolerance, "max" if up else "min",
+                   spec.support)
         # The decision is the family-wise one (regression.py): the point estimate alone does not decide.
         row["status"] = "fail" if r.regressed else "pass"
         row["reason"] = regression_reason(r) if r.regressed else ""
@@ -174,7 +216,12 @@ def _regression_rows(spec: CheckSpec, comparison: pd.DataFrame | None, threshold
 
 def regression_reason(r: Any) -> str:
     """Why a unit regressed, with its adjusted interval and what this unit can see at all."""
-    return (f"dropped {-r.diff:.3f} ({r.baseline:.3f} -> {r.current:.3f}): the family-wise interval "
+    if r.kind == "bias":
+        return (f"moved {abs(r.current) - abs(r.baseline):.3f} SD per level further from zero ({r.baseline:+.3f} -> "
+                f"{r.current:+.3f}): the family-wise interval [{r.lo:+.3f}, {r.hi:+.3f}] excludes zero and the "
+                f"change exceeds the tolerance {r.tolerance:g}; the smallest change this unit can flag is {r.mde:.3f}")
+    unit = " SD" if r.kind == "sensitivity" else ""
+    return (f"dropped {-r.diff:.3f}{unit} ({r.baseline:.3f} -> {r.current:.3f}): the family-wise interval "
             f"[{r.lo:+.3f}, {r.hi:+.3f}] lies below zero and the drop exceeds the tolerance {r.tolerance:g}; "
             f"the smallest drop this unit can flag at support {int(r.support)} is {r.mde:.3f}")
 

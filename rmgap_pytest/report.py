@@ -1,4 +1,4 @@
-"""The generalization report: terminal summary, report.md, report.html and heatmap.png.
+"""The generalization report: terminal summary, report.md, report.html, heatmap.png and why.png.
 
 All three text outputs render the same list of sections (``sections.SECTIONS``)
 built from the same views, so they never disagree on a number. The terminal
@@ -15,6 +15,7 @@ import pandas as pd
 
 from .evaluation import Evaluation
 from .failures import describe_record, worst_records
+from .biaschart import why_png
 from .heatmap import heatmap_png
 from .sections import SECTIONS, Fold, Para, ReportInput, Section, Table, sections_for, shows
 from .verdict import check_counts, failure_groups, verdict
@@ -168,13 +169,15 @@ def html(ev: Evaluation, checks: pd.DataFrame | None = None, comparison: pd.Data
 
 def write_report_files(ev: Evaluation, out_dir: str | Path, checks: pd.DataFrame | None = None,
                        comparison: pd.DataFrame | None = None) -> dict[str, Path]:
-    """report.md, report.html and heatmap.png (results.write_run writes the JSON files)."""
+    """report.md, report.html, heatmap.png and why.png (results.write_run writes the JSON files)."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": d / "report.md", "html": d / "report.html", "heatmap": d / "heatmap.png"}
+    paths = {"markdown": d / "report.md", "html": d / "report.html", "heatmap": d / "heatmap.png",
+             "why": d / "why.png"}
     paths["markdown"].write_text(markdown(ev, checks, comparison), encoding="utf-8")
     paths["html"].write_text(html(ev, checks, comparison), encoding="utf-8")
     heatmap_png(ev, paths["heatmap"], checks, comparison)
+    why_png(ev.bias, paths["why"], str(ev.meta.get("spec", "")))
     return paths
 
 

@@ -119,6 +119,12 @@ def verdict_section(inp: ReportInput) -> Section:
     subset = inp.ev.meta.get("data", {}).get("subset")
     if subset:
         blocks.append(Para(f"WARNING: SUBSET: {subset_warning(subset)}", "warn"))
+    if inp.ev.bias is not None and not inp.ev.bias.empty:  # the "why" in a line or three; the page draws it
+        from .findings import findings
+
+        why = findings(inp.ev.bias, brief=True)
+        if why:
+            blocks.append(Para(f"Why: {'; '.join(why)}. (docs/why.md)", only="terminal"))
     return Section("verdict", "", blocks)
 
 
@@ -167,6 +173,32 @@ def all_users_view(hm: Any) -> View | None:
                 row.append(f"{name} **{value:.2f}**" + (" ❌" if status == "fail" else ""))
         rows.append(row)
     return View(["Dimension", "1", "2", "3", "4", "5"], rows, "llllll")
+
+
+@shown_in("markdown", "html")
+def why_section(inp: ReportInput) -> Section | None:
+    """Why it fails: the one or two strongest findings in words, the chart, the numbers (docs/why.md)."""
+    from ._biaschart_svg import chart_html
+    from .biaschart import chart_rows, why_chart
+    from .findings import findings
+
+    table = inp.ev.bias
+    if table is None or table.empty:
+        return None
+    words = findings(table)
+    chart = why_chart(table)
+    blocks: list[Block] = [Para(f"{w[0].upper()}{w[1:]}.") for w in words]
+    blocks.append(Html(chart_html(chart)))
+    rows = chart_rows(chart)
+    if rows:
+        view = View(["Estimate", "Where", "Value [95%]", "Unit", "Users"], rows, "llrlr", flex=(1,))
+        main = sum("=" not in r[1] for r in rows)  # the per-level rows fold away
+        blocks.append(Table(view, open=main, more="per-level sensitivities"))
+    note = ("Style bias: how the reward moves per level of a response's style, among answers the user did not "
+            "ask for. Sensitivity: how much more a response scores when the user who wants it asks, than when a "
+            "user who wants neither of two answers asks; 0 = the model ignores the prompt. Both in SD of reward "
+            "within a prompt; 95% intervals from the record bootstrap. The chart: why.png.")
+    return Section("why", "Why: style bias and preference sensitivity", blocks, note=note)
 
 
 def failures_section(inp: ReportInput) -> Section | None:
@@ -302,9 +334,9 @@ def files_section(inp: ReportInput) -> Section | None:
 
 
 SECTIONS: list[Callable[[ReportInput], Section | None]] = [
-    verdict_section, heatmap_section, failures_section, baseline_section, domains_section, worst_cells_section,
-    gaps_section, blindness_section, all_checks_section, all_cells_section, run_section, scoring_section,
-    judge_section, files_section,
+    verdict_section, heatmap_section, why_section, failures_section, baseline_section, domains_section,
+    worst_cells_section, gaps_section, blindness_section, all_checks_section, all_cells_section, run_section,
+    scoring_section, judge_section, files_section,
 ]
 
 

@@ -168,7 +168,7 @@ class GateSession:
                                         scoring_seconds=time.time() - started, scoring=scored)
             ev.meta["thresholds"] = self.thresholds.source
             comparison = self._compare(ev) if self.baseline is not None else None
-            checks = decide_checks(self.checks, ev.table, self.thresholds, comparison)
+            checks = decide_checks(self.checks, ev.table, self.thresholds, comparison, bias=ev.bias)
             self.result = GateResult(ev, checks, comparison)
         except RMGapError as exc:
             self.error = str(exc)
@@ -226,10 +226,10 @@ class GateSession:
             return checks, comparison
         checks = checks[checks["id"].isin(self.ran)]
         if comparison is not None:
+            from .regression import item_ids
+
             comparison = comparison.copy()
-            ids = [f"regression[{d}/{m}]" if k == "domain" else f"regression[{d}/{dim}={lvl}]"
-                   for k, d, dim, lvl, m in comparison[["kind", "domain", "dimension", "level", "metric"]]
-                   .itertuples(index=False)]
+            ids = item_ids(comparison)
             comparison.loc[[i not in self.ran for i in ids], "regressed"] = False
         return checks, comparison
 

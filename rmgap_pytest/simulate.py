@@ -17,6 +17,12 @@ exchangeable); a drop scales the current run's signal down where it applies so
 that the expected BoN there falls by the drop. Scenario kinds live in
 ``SIGNAL_SCALES``: add a kind there (e.g. a style-bias drift) and ``rmgap
 calibrate`` can simulate it.
+
+``signal * is_right`` is how far the model follows the user: the wanted
+response gains it under its user's prompts only, so in raw units the
+preference sensitivity (``bias.py``) is the signal itself. A ``follow_drop``
+scales it by ``1 - follow`` everywhere: the model follows users that much
+less (a BoN drop is the same change, named by its effect on BoN).
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class Scenario:
     rho: float  # correlation of the current run's noise with the baseline's
     drop: float = 0.0  # expected BoN points lost where the change applies (0.03 = 3 points)
     cell: tuple[str, str, str] | None = None  # (domain or All, dimension, level) for kind "cell_drop"
+    follow: float = 0.0  # kind "follow_drop": share of the signal lost (0.2: follows users 20% less)
 
     @property
     def harmless(self) -> bool:
@@ -74,7 +81,8 @@ class Scenario:
     @property
     def name(self) -> str:
         where = {"harmless": "harmless change", "uniform_drop": f"BoN -{self.drop:g} everywhere",
-                 "cell_drop": f"BoN -{self.drop:g} in {_cell_name(self.cell)}"}.get(self.kind, self.kind)
+                 "cell_drop": f"BoN -{self.drop:g} in {_cell_name(self.cell)}",
+                 "follow_drop": f"follows users {self.follow:.0%} less"}.get(self.kind, self.kind)
         return f"{where}, rho {self.rho:g}"
 
     def expected_items(self) -> tuple[str, ...]:
@@ -83,6 +91,8 @@ class Scenario:
             return ("regression[Avg/",)
         if self.kind == "cell_drop" and self.cell is not None:
             return (f"regression[{_cell_name(self.cell)}]",)
+        if self.kind == "follow_drop":
+            return ("regression[sensitivity/",)
         return ()
 
 
@@ -104,6 +114,7 @@ SIGNAL_SCALES: dict[str, Callable[[pd.DataFrame, Scenario, float], np.ndarray]] 
     "harmless": lambda items, sc, s: np.ones((len(items) // (N_GROUPS * N_PROMPTS), N_GROUPS)),
     "uniform_drop": lambda items, sc, s: np.full((len(items) // (N_GROUPS * N_PROMPTS), N_GROUPS), s),
     "cell_drop": lambda items, sc, s: np.where(_groups_in(items, sc.cell), s, 1.0),
+    "follow_drop": lambda items, sc, s: np.full((len(items) // (N_GROUPS * N_PROMPTS), N_GROUPS), 1.0 - sc.follow),
 }
 
 
@@ -191,8 +202,9 @@ class Simulator:
         cur = signal * scale[None, :, :, None, None] * right + cur_noise
         return base, cur
 
-    def outcomes(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """wins, bon (runs, records, 12) and consistent (runs, records, 4), as ``metrics.outcome_table``.
+    def outcomes(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """wins, bon (runs, records, 12), consistent (runs, records, 4) and the scores (runs, records, 12, 4),
+        as ``metrics.outcome_table``; ``UnitLayout.numerators`` takes the four in this order.
 
         Scores are continuous, so ties (which the outcome table breaks by key) do not occur.
         """
@@ -203,4 +215,5 @@ class Simulator:
         ranks = np.argsort(-scores, axis=-1)
         consistent = ((ranks[:, :, :, 0] == ranks[:, :, :, 1]) & (ranks[:, :, :, 1] == ranks[:, :, :, 2])).all(-1)
         shape = (n_runs, self.n_rec, N_GROUPS * N_PROMPTS)
-        return wins.reshape(shape), (wins == N_RESPONSES - 1).reshape(shape), consistent
+        return (wins.reshape(shape), (wins == N_RESPONSES - 1).reshape(shape), consistent,
+                scores.reshape(*shape, N_RESPONSES))

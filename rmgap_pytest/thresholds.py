@@ -42,9 +42,14 @@ if TYPE_CHECKING:
 #   fails the gate in at most 1 - confidence of runs in total. The tolerance is only a
 #   practical floor now, no longer a noise margin: 0.01 (one BoN point) lets a 3-point Avg
 #   drop be caught in >= 90% of runs at release size (docs/regression.md). The weights
-#   share the error rate between tiers: the 3 Avg units get 40% so a small drop there is
+#   share the error rate between tiers: the 3 Avg units get 35% so a small drop there is
 #   seen; the 300 per-domain cells get 20%, enough for drops of ~0.1 that they can see
-#   at all (rmgap calibrate prints each tier's smallest detectable drop).
+#   at all (rmgap calibrate prints each tier's smallest detectable drop); the 10 bias and
+#   sensitivity units get 10%, taken from avg (0.40 before) and all_cells (0.30 before).
+#   sd_tolerance is their practical floor in SD of reward (docs/why.md).
+# - bias / sensitivity: off (null) by default. They gate what a model rewards whoever asks
+#   and how far it follows the user (docs/why.md has the values the baselines reach and the
+#   suggested ceilings and floors).
 DEFAULTS: dict[str, Any] = {
     "min_support": 10,
     "floors": {"Pair": 0.55, "BoN": 0.30, "Consistency": 0.10},
@@ -53,8 +58,11 @@ DEFAULTS: dict[str, Any] = {
     "cells": {},
     "gaps": {"max": 0.50},
     "blindness": {"max": 0.50},
-    "regression": {"tolerance": 0.01, "confidence": 0.95, "n_boot": 1000, "seed": 0,
-                   "weights": {"avg": 0.4, "domain": 0.1, "all_cells": 0.3, "domain_cells": 0.2}},
+    "bias": {"max": None},
+    "sensitivity": {"min": None},
+    "regression": {"tolerance": 0.01, "sd_tolerance": 0.02, "confidence": 0.95, "n_boot": 1000, "seed": 0,
+                   "weights": {"avg": 0.35, "domain": 0.1, "all_cells": 0.25, "domain_cells": 0.2,
+                               "bias_sensitivity": 0.1}},
 }
 DEFAULT_MIN_SUPPORT: int = DEFAULTS["min_support"]
 _SECTIONS = list(DEFAULTS)
@@ -86,7 +94,7 @@ class Thresholds:
         reg = self.raw["regression"]
         return RegressionSettings(tolerance=float(reg["tolerance"]), confidence=float(reg["confidence"]),
                                   n_boot=int(reg["n_boot"]), seed=int(reg["seed"]), min_support=self.min_support,
-                                  weights=dict(reg["weights"]))
+                                  weights=dict(reg["weights"]), sd_tolerance=float(reg["sd_tolerance"]))
 
     def domain_floor(self, domain: str, metric: str) -> float | None:
         """Floor for a domain (or Avg) metric: per-domain override, else the default floor."""
@@ -101,6 +109,14 @@ class Thresholds:
 
     def blindness_ceiling(self, domain: str) -> float | None:
         return self.raw["blindness"].get(domain, self.raw["blindness"].get("max"))
+
+    def bias_ceiling(self, dimension: str) -> float | None:
+        """Ceiling on |style bias| of a dimension, in SD of reward per level; None: not gated."""
+        return self.raw["bias"].get(dimension, self.raw["bias"].get("max"))
+
+    def sensitivity_floor(self, domain: str) -> float | None:
+        """Floor on the preference sensitivity of a domain (All: every user), in SD of reward; None: not gated."""
+        return self.raw["sensitivity"].get(domain, self.raw["sensitivity"].get("min"))
 
 
 def cell_name(domain: str, dimension: str, level: str) -> str:
@@ -169,6 +185,14 @@ def validate(data: Any, source: str = "thresholds") -> dict[str, Any]:
             for name, ceiling in _mapping(source, key, value).items():
                 _known(source, key, name, ["max", *DOMAINS, ALL])
                 merged[key][name] = _unit(source, f"{key}.{name}", ceiling)
+        elif key == "bias":
+            for name, ceiling in _mapping(source, key, value).items():
+                _known(source, key, name, ["max", *DIMENSIONS], example="Conciseness")
+                merged[key][name] = _sd(source, f"{key}.{name}", ceiling, "SD of reward per level, e.g. 0.3")
+        elif key == "sensitivity":
+            for name, floor in _mapping(source, key, value).items():
+                _known(source, key, name, ["min", ALL, *DOMAINS])
+                merged[key][name] = _sd(source, f"{key}.{name}", floor, "SD of reward, e.g. 0.3")
         elif key == "regression":
             merged[key].update(_regression(source, value))
     return merged
@@ -200,6 +224,16 @@ def _unit(source: str, key: str, value: Any) -> float | None:
     return float(value)
 
 
+def _sd(source: str, key: str, value: Any, example: str) -> float | None:
+    """A threshold in SD of reward (``bias.py``'s standardised units): a finite number >= 0; null: off."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ThresholdsError(f"{source}: {key} = {value!r} must be a number >= 0 in {example} (or null to turn "
+                              "the check off); docs/why.md explains the unit.")
+    return float(value)
+
+
 def _count(source: str, key: str, value: Any, minimum: int = 1, what: str = "prompt groups") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ThresholdsError(f"{source}: {key} = {value!r} must be a whole number of {what}, at least {minimum}.")
@@ -218,7 +252,11 @@ def _regression(source: str, value: Any) -> dict[str, Any]:
     out: dict[str, Any] = copy.deepcopy(DEFAULTS["regression"])
     for name, v in _mapping(source, "regression", value).items():
         _known(source, "regression", name, list(DEFAULTS["regression"]))
-        if name in ("tolerance", "confidence"):
+        if name == "sd_tolerance":
+            v = _sd(source, "regression.sd_tolerance", v, "SD of reward, e.g. 0.05")
+            if v is None:
+                raise ThresholdsError(f"{source}: regression.sd_tolerance cannot be null.")
+        elif name in ("tolerance", "confidence"):
             v = _unit(source, f"regression.{name}", v)
             if v is None:
                 raise ThresholdsError(f"{source}: regression.{name} cannot be null.")

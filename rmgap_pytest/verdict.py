@@ -23,7 +23,8 @@ from .words import DIMENSION_NOUNS, users, who
 
 # Failures are grouped by what failed, in this order; avg checks read as domains.
 GROUPS: tuple[tuple[str, str], ...] = (("regression", "Regressions"), ("domain", "Domains"), ("cell", "Cells"),
-                                       ("gap", "Preference gaps"), ("blindness", "Prompt blindness"))
+                                       ("gap", "Preference gaps"), ("blindness", "Prompt blindness"),
+                                       ("bias", "Style biases"), ("sensitivity", "Sensitivity floors"))
 CHECK_HEADER = ["Check", "Metric", "Value [95%]", "Threshold", "Past by", "Groups", "Who", "Reason"]
 CHECK_ALIGN = "llrlrrll"
 
@@ -81,13 +82,14 @@ def row_texts(r: Any) -> list[str]:
     """One failed row in words, longest first; the shorter forms keep every number and drop only words."""
     name = f"{r.metric} change" if r.kind == "regression" else str(r.metric)
     word = bound_word(r.kind, r.direction)
-    bound = f"-{fmt(-num(r.threshold))}" if r.kind == "regression" else fmt(r.threshold)
+    bound = fmt(r.threshold, "+.3f") if r.kind == "regression" else fmt(r.threshold)
     est = fmt_est(r.value, r.lo, r.hi)
     if r.kind == "regression":  # the interval the decision used is the family-wise one: say so
         est = f"{fmt(r.value, '+.3f')} [family-wise {fmt_ci(r.lo, r.hi)[1:]}"
     full = f"{name} {est} vs {word} {bound}: {outcome_note(r)}"
     if r.kind == "regression":
-        short = f"{name} {est}: dropped more than the tolerance {fmt(-num(r.threshold))}"
+        moved = "moved away from zero" if r.metric == "Style bias" else "dropped"
+        short = f"{name} {est}: {moved} more than the tolerance {fmt(abs(num(r.threshold)))}"
     elif math.isnan(num(r.value)):
         short = f"{name}: no value ({word} {bound})"
     elif straddles(r.value, r.lo, r.hi, r.threshold, r.direction):
@@ -173,7 +175,13 @@ def with_family_columns(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def regression_id(r: Any) -> str:
-    return f"regression[{r.domain}/{r.metric}]" if r.kind == "domain" else f"regression[{r.domain}/{r.dimension}={r.level}]"
+    from .regression import regression_item_id
+
+    return regression_item_id(r.kind, r.domain, _str_or_none(r.dimension), _str_or_none(r.level), r.metric)
+
+
+def _str_or_none(x: Any) -> str | None:
+    return x if isinstance(x, str) else None
 
 
 def regressed(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -240,7 +248,8 @@ def status_of(checks: pd.DataFrame | None, comparison: pd.DataFrame | None = Non
 
 def _count_by_group(checks: pd.DataFrame) -> str:
     failed = failures(checks).drop_duplicates("id")
-    one = {"regression": "regression", "domain": "domain", "cell": "cell", "gap": "preference gap"}
+    one = {"regression": "regression", "domain": "domain", "cell": "cell", "gap": "preference gap",
+           "bias": "style bias", "sensitivity": "sensitivity floor"}
     counts = [(k, title, int((failed["group"] == k).sum())) for k, title in GROUPS]
     parts = [f"{n} {one.get(k, title.lower()) if n == 1 else title.lower()}" for k, title, n in counts if n]
     return ", ".join(parts)

@@ -49,6 +49,11 @@ def who(kind: str, domain: Any, dimension: Any = None, level: Any = None) -> str
     dom, dim, lvl = _str(domain), _str(dimension), _str(level)
     if kind == "cell" or (kind == "regression" and lvl is not None):
         return users(dom, dim, lvl)
+    if kind == "bias" or (kind == "regression" and dim is not None):
+        return f"all users: what the model rewards whoever asks, by {DIMENSION_NOUNS.get(dim or '', dim)}"
+    if kind == "sensitivity" or (kind == "regression" and dom == ALL):
+        return "all users: how far the model follows them" if dom == ALL else f"{dom} users: how far the model " \
+            "follows them"
     if kind in ("avg", "domain", "regression"):
         return "all users (mean over domains)" if dom == AVG else f"{dom} users"
     if kind == "gap":

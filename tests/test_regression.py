@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rmgap_pytest.bias import bias_table, response_levels
 from rmgap_pytest.data import item_table, load_benchmark, response_keys
 from rmgap_pytest.familywise import sign_flips
 from rmgap_pytest.metrics import metric_table, outcome_table
@@ -33,15 +34,28 @@ def _key(df):
 
 
 def test_units_reproduce_every_domain_cell_and_avg_value(sample):
+    """Metric units reproduce metric_table; the bias and sensitivity units (issue 13) reproduce bias_table."""
     items, keys, good, base, _ = sample
     table = metric_table(base, n_boot=10)
     same = compare_outcomes(base, base, SETTINGS)
     assert list(same.columns) == COMPARE_COLUMNS
+    why = same["kind"].isin(["bias", "sensitivity"])
     want = dict(zip(_key(table), table["value"]))
-    got = dict(zip(_key(same), same["baseline"]))
-    assert set(got) <= set(want) and len(got) == len(same)
+    got = dict(zip(_key(same[~why]), same.loc[~why, "baseline"]))
+    assert set(got) <= set(want) and len(got) == (~why).sum()
     for k, v in got.items():
         assert v == pytest.approx(want[k], abs=1e-12), k
+    bias = bias_table(base, response_levels(load_benchmark()), n_boot=10)
+    bias = bias[bias["level"].isna() & ((bias["kind"] == "sensitivity") | (bias["domain"] == "All"))
+                & (bias["kind"] != "sensitivity_trend")]
+    want_why = {(r.kind, r.domain, None if r.kind == "sensitivity" else r.dimension): r.value
+                for r in bias.itertuples(index=False)}
+    got_why = {(r.kind, r.domain, r.dimension if r.kind == "bias" else None): r.baseline
+               for r in same[why].itertuples(index=False)}
+    assert set(got_why) == set(want_why) and len(got_why) == 5 + 5  # 5 dimensions; All and 4 domains
+    for k, v in got_why.items():
+        assert v == pytest.approx(want_why[k], abs=1e-12), k
+    assert set(same.loc[why, "tier"]) == {"bias_sensitivity"}
     # No record changed: zero difference, a point interval, nothing to see, nothing regressed.
     assert (same["diff"] == 0).all() and (same["lo"] == 0).all() and (same["hi"] == 0).all()
     assert same["mde"].isna().all() and not same["regressed"].any()
@@ -69,8 +83,11 @@ def test_only_gated_units_regress_and_the_tolerance_is_a_floor(sample):
     small = compare_outcomes(base, worse, replace(SETTINGS, min_support=10**6))
     assert not small.loc[small["kind"] == "cell", "regressed"].any()
     assert small.loc[small["kind"] == "domain", "regressed"].any()
-    floor = compare_outcomes(base, worse, replace(SETTINGS, tolerance=0.99))
+    floor = compare_outcomes(base, worse, replace(SETTINGS, tolerance=0.99, sd_tolerance=99.0))
     assert not floor["regressed"].any()  # every drop is real but smaller than the floor
+    # The bias and sensitivity units have their own floor, in SD of reward: the share floor alone leaves them.
+    sd_only = compare_outcomes(base, worse, replace(SETTINGS, tolerance=0.99))
+    assert set(sd_only.loc[sd_only["regressed"], "kind"]) == {"sensitivity"}
 
 
 def test_an_extra_harmless_unit_never_turns_a_pass_into_a_fail(sample):

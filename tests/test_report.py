@@ -228,11 +228,12 @@ def test_heatmap_png_is_a_png_of_the_right_size(ev, tmp_path: Path) -> None:
 
 def test_write_report_files(ev, checks, comparison, tmp_path: Path) -> None:
     paths = report.write_report_files(ev, tmp_path / "out", checks, comparison)
-    assert set(paths) == {"markdown", "html", "heatmap"}
-    assert [p.name for p in paths.values()] == ["report.md", "report.html", "heatmap.png"]
+    assert set(paths) == {"markdown", "html", "heatmap", "why"}  # why.png: issue 13's chart
+    assert [p.name for p in paths.values()] == ["report.md", "report.html", "heatmap.png", "why.png"]
     assert paths["markdown"].read_text(encoding="utf-8").startswith("## ❌")
     assert "<svg" in paths["html"].read_text(encoding="utf-8")
     _png_size(paths["heatmap"])
+    _png_size(paths["why"])
 
 
 # ---- worst records ----------------------------------------------------------------------------------------

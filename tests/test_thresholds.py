@@ -60,9 +60,19 @@ def test_empty_file_means_defaults(tmp_path):
     ("regression: {tolerence: 0.1}", "Did you mean 'tolerance'?"),
     ("regression: {weights: {all_cell: 0.3}}", "regression.weights: unknown key 'all_cell'. Did you mean 'all_cells'?"),
     ("regression: {weights: {avg: -1}}", "regression.weights.avg = -1 must be a number >= 0"),
-    ("regression: {weights: {avg: 0, domain: 0, all_cells: 0, domain_cells: 0}}", "weights are all 0"),
+    ("regression: {weights: {avg: 0, domain: 0, all_cells: 0, domain_cells: 0, bias_sensitivity: 0}}",
+     "weights are all 0"),
     ("regression: {confidence: 1}", "regression.confidence = 1.0 must lie strictly between 0 and 1"),
     ("regression: {n_boot: 100}", "n_boot = 100 is too few sign flips for the tier 'domain'"),
+    ("bias: {Concisenes: 0.3}", "bias: unknown key 'Concisenes'. Did you mean 'Conciseness'?"),
+    ("bias: {max: -0.1}", "bias.max = -0.1 must be a number >= 0 in SD of reward per level"),
+    ("bias: {Formality: lots}", "bias.Formality = 'lots' must be a number >= 0"),
+    ("sensitivity: {Reasonning: 0.2}", "sensitivity: unknown key 'Reasonning'. Did you mean 'Reasoning'?"),
+    ("sensitivity: {mni: 0.2}", "Did you mean 'min'?"),
+    ("sensitivity: {All: .nan}", "sensitivity.All = nan must be a number >= 0 in SD of reward"),
+    ("regression: {sd_tolerance: null}", "regression.sd_tolerance cannot be null"),
+    ("regression: {sd_tolerence: 0.1}", "Did you mean 'sd_tolerance'?"),
+    ("regression: {weights: {bias_sens: 0.1}}", "Did you mean 'bias_sensitivity'?"),
     ("floors: [1, 2]", "floors must be a mapping"),
     ("- a\n- b", "the top level must be a mapping"),
     ("floors: {BoN: 0.3\n", "not valid YAML"),
@@ -84,3 +94,19 @@ def test_regression_settings_merge_partial_weights(tmp_path):
     s = t.regression_settings()
     assert s.weights == {**DEFAULTS["regression"]["weights"], "domain_cells": 0.0}
     assert (s.n_boot, s.tolerance, s.confidence, s.min_support) == (2000, 0.02, 0.95, DEFAULTS["min_support"])
+
+
+def test_bias_and_sensitivity_are_off_by_default_and_looked_up_with_overrides(tmp_path):
+    off = load_thresholds(None)
+    assert all(off.bias_ceiling(d) is None for d in ("Formality", "Conciseness"))
+    assert off.sensitivity_floor("All") is None and off.sensitivity_floor("Chat") is None
+    t = load_thresholds(write(tmp_path, """
+bias: {max: 0.5, Conciseness: 0.3}
+sensitivity: {min: 0.1, Safety: 0.4, Chat: null}
+regression: {sd_tolerance: 0.05}
+"""))
+    assert t.bias_ceiling("Conciseness") == 0.3 and t.bias_ceiling("Formality") == 0.5
+    assert t.sensitivity_floor("All") == 0.1 and t.sensitivity_floor("Writing") == 0.1
+    assert t.sensitivity_floor("Safety") == 0.4 and t.sensitivity_floor("Chat") is None
+    s = t.regression_settings()
+    assert s.sd_tolerance == 0.05 and s.weights["bias_sensitivity"] == DEFAULTS["regression"]["weights"]["bias_sensitivity"]
