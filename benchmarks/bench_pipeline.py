@@ -269,7 +269,8 @@ def part2(tmp: Path, env: dict[str, str]) -> None:
 MODULES_CONFTEST = """
 import json, os, sys
 def pytest_unconfigure(config):
-    name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # Not $PYTEST_XDIST_WORKER: a controller started from inside an xdist worker inherits it.
+    name = getattr(config, "workerinput", {}).get("workerid", "main")
     with open(os.path.join(os.path.dirname(__file__), "modules-" + name + ".json"), "w") as fh:
         json.dump(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")), fh)
 """

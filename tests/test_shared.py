@@ -158,7 +158,8 @@ def test_worker_placement_imports_nothing_for_a_builtin() -> None:
 MODULES = """
 import json, os, sys
 def pytest_unconfigure(config):
-    name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # Not $PYTEST_XDIST_WORKER: a controller started from inside an xdist worker inherits it.
+    name = getattr(config, "workerinput", dict()).get("workerid", "main")
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
     with open(os.path.join({out!r}, name + ".json"), "w") as fh:
         json.dump(loaded, fh)
