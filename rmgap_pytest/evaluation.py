@@ -19,7 +19,7 @@ from .bias import bias_table, response_levels
 from .data import N_RESPONSES, Benchmark, item_table, load_benchmark, pair_texts, response_keys
 from .errors import ScorerError
 from .judging import tie_rates
-from .metrics import metric_table, outcome_table, reference_metrics
+from .metrics import bootstrap_counts, metric_table, outcome_table, record_domains, reference_metrics
 from .scorers import Scorer, load_scorer
 from .scorers.base import unit_of
 
@@ -132,8 +132,9 @@ def evaluation_from_scores(bench: Benchmark, scores: np.ndarray, scorer: Scorer,
     """The metrics half of ``evaluate``. ``scoring`` (from ``score_run``) supplies the scoring
     counts; without it the report says the scores were supplied by the caller."""
     out = outcome_table(item_table(bench), scores, response_keys(bench))
-    table = metric_table(out, n_boot=n_boot, seed=seed, min_support=min_support)
-    why = bias_table(out, response_levels(bench), n_boot=n_boot, seed=seed)  # the same bootstrap draws
+    resample = bootstrap_counts(record_domains(out), n_boot, seed)  # drawn once: both tables resample alike
+    table = metric_table(out, min_support=min_support, counts=resample)
+    why = bias_table(out, response_levels(bench), counts=resample)
     counts: dict[str, Any] = dict(records=len(bench.records), items=len(out), pairs=len(out) * N_RESPONSES,
                                   invalid_items=int(out["invalid"].sum()), tied_items=tied_items(scores))
     if scoring is not None:

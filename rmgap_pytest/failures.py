@@ -117,8 +117,9 @@ def chose_other_level(ev: Evaluation, texts: Texts | None, dimension: str, level
     loser = scores.argmax(axis=1)
     want = (out[dimension].to_numpy() == level) & ~out["bon"].to_numpy(bool)
     flag = np.zeros(len(out), bool)
+    record_ids = out["record_id"].to_numpy()  # one array, not a pandas lookup per item (issue 11)
     for i in np.flatnonzero(want):
-        rec = texts.records.get(str(out["record_id"].iat[i]))
+        rec = texts.records.get(str(record_ids[i]))
         if rec is not None and rec.profiles:
             flag[i] = rec.profiles.get(rec.keys[loser[i]], {}).get(dimension) != level
     return flag

@@ -25,7 +25,7 @@ import pandas as pd
 from .data import DIMENSIONS, DOMAINS
 from .evaluation import Evaluation
 from .metrics import ALL
-from .views import CHANCE_BON, NO_PROFILES, fmt_est, label, min_support, rows_of
+from .views import CHANCE_BON, fmt_est, label, min_support, rows_of
 from .words import users
 
 # Diverging palette anchored at chance: red = worse than random, blue = better (ColorBrewer RdBu ends).
@@ -170,77 +170,18 @@ def cell_colours(hm: Heatmap, i: int, j: int) -> tuple[str, str]:
 # ---- heatmap.png ---------------------------------------------------------------------------------------------
 
 def draw_png(hm: Heatmap, title: str) -> Any:
-    """The matplotlib Figure (Agg canvas, pyplot untouched) that ``write_png`` saves; returns (fig, ax)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.collections import PatchCollection
-    from matplotlib.colors import LinearSegmentedColormap, TwoSlopeNorm
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch, Rectangle
+    """The picture ``write_png`` saves, drawn with Pillow (``_heatmap_png``): (PIL RGB image, its
+    ``Layout``, which maps cell coordinates to pixels)."""
+    from ._heatmap_png import draw
 
-    fig = Figure(figsize=(16, 6.4), dpi=100)
-    FigureCanvasAgg(fig)
-    # Fixed geometry instead of tight_layout: the layout pass measured every text twice and cost a third
-    # of the drawing; the labels' space is known (level names below, dimension names above).
-    ax = fig.add_axes((0.075, 0.25, 0.86, 0.6))
-    if not hm.rows:
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"No heatmap: {NO_PROFILES}", ha="center", va="center", fontsize=14)
-        ax.set_title(title, fontsize=13)
-        return fig, ax
-    cmap = LinearSegmentedColormap.from_list("rmgap", PALETTE).with_extremes(bad=EMPTY_FILL)
-    norm = TwoSlopeNorm(vcenter=CHANCE_BON, vmin=0.0, vmax=1.0)
-    scaled = np.ma.masked_where(np.isin(hm.status, ("muted", "empty")), hm.value)
-    im = ax.imshow(scaled, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
-
-    def boxes(status: str, inset: float = 0.0) -> list[Rectangle]:
-        return [Rectangle((j - 0.5 + inset, i - 0.5 + inset), 1 - 2 * inset, 1 - 2 * inset)
-                for i, j in zip(*np.nonzero(hm.status == status))]
-
-    ax.add_collection(PatchCollection(boxes("muted"), facecolor=MUTED_FILL, edgecolor=MUTED_HATCH, hatch="///",
-                                      linewidth=0))
-    # Above the white gutters (zorder 2), so a failing cell at a group's edge keeps its whole outline.
-    ax.add_collection(PatchCollection(boxes("fail", 0.04), facecolor="none", edgecolor=OUTLINE, linewidth=3.2,
-                                      zorder=3))
-    ax.add_collection(PatchCollection(boxes("fail", 0.09), facecolor="none", edgecolor=LIGHT_INK, linewidth=1.2,
-                                      zorder=3))
-    for i, j in zip(*np.nonzero(hm.status != "empty")):
-        _, text = cell_colours(hm, i, j)
-        ax.text(j, i, f"{hm.value[i, j]:.2f}\nn={hm.support[i, j]}", ha="center", va="center", fontsize=8.5,
-                color=text, fontweight="bold" if hm.status[i, j] == "fail" else "normal")
-    _label_axes(ax, hm)
-    bar = fig.colorbar(im, cax=fig.add_axes((0.945, 0.25, 0.012, 0.6)), ticks=[0, CHANCE_BON, 0.5, 0.75, 1])
-    bar.set_label("BoN (0.25 = chance)")
-    handles = [Patch(facecolor=MUTED_FILL, edgecolor=MUTED_HATCH, hatch="///",
-                     label=f"fewer than {hm.min_support} groups: not gated"),
-               Patch(facecolor="white", edgecolor=OUTLINE, linewidth=2.5, label="outlined: a check failed")]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.27), ncol=2, frameon=False, fontsize=10)
-    fig.suptitle(title, fontsize=13, y=0.965)
-    return fig, ax
-
-
-def _label_axes(ax: Any, hm: Heatmap) -> None:
-    n_levels = len(next(iter(DIMENSIONS.values())))
-    ax.set_yticks(range(len(hm.rows)), hm.rows, fontsize=11)
-    ax.set_xticks(range(len(hm.columns)), [lvl.replace("_", " ") for _, lvl in hm.columns], rotation=35,
-                  ha="right", fontsize=9)
-    for k in range(1, len(DIMENSIONS)):  # white gutters between the dimension groups
-        ax.axvline(k * n_levels - 0.5, color="white", linewidth=4)
-    if len(hm.rows) > 1 and hm.rows[0] == ALL:
-        ax.axhline(0.5, color="white", linewidth=4)  # All set apart from the domains
-    top = ax.secondary_xaxis("top")
-    top.set_xticks([k * n_levels + (n_levels - 1) / 2 for k in range(len(DIMENSIONS))],
-                   [d.replace("_", " ") for d in DIMENSIONS], fontsize=11, fontweight="bold")
-    top.tick_params(length=0)
-    ax.tick_params(length=0)
+    return draw(hm, title)
 
 
 def write_png(hm: Heatmap, path: str | Path, title: str) -> Path:
-    """heatmap.png, about 1600x640 px."""
-    fig, _ = draw_png(hm, title)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    return out
+    """heatmap.png, 1600x640 px."""
+    from ._heatmap_png import write
+
+    return write(hm, path, title)
 
 
 def heatmap_png(ev: Evaluation, path: str | Path, checks: pd.DataFrame | None = None,

@@ -7,6 +7,7 @@ Items live under one collector node ``rmgap`` so their ids read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -152,14 +153,15 @@ def header_lines(gate: GateSession) -> list[str]:
 
 
 def prepare_with_progress(config: pytest.Config, gate: GateSession, store: str | None = None,
-                          run_id: str | None = None, device: str | None = None, worker: bool = False) -> None:
+                          run_id: str | None = None, device: str | None = None, worker: bool = False,
+                          placement: Callable[[], str | None] | None = None) -> None:
     """Score with pytest's capture off, so the progress display reaches the terminal."""
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is None:
-        gate.prepare(store, run_id, device, worker)
+        gate.prepare(store, run_id, device, worker, placement)
         return
     with capman.global_and_fixture_disabled():
-        gate.prepare(store, run_id, device, worker)
+        gate.prepare(store, run_id, device, worker, placement)
 
 
 def write_summary(terminalreporter: Any, gate: GateSession) -> None:

@@ -53,10 +53,10 @@ def outcome_table(items: pd.DataFrame, scores: np.ndarray, keys: Sequence[Sequen
     beats = (w[:, None] > scores)  # winner vs each response; vs itself is False
     wins = np.where(invalid, 0, beats.sum(axis=1))
     # Rank by score descending, then key ascending (the reference's tie-break).
-    key_rank = np.array([np.argsort(np.argsort(np.asarray(k))) for k in keys]) if n else np.zeros((0, 4), int)
+    key_arr = np.asarray(keys, dtype=object) if n else np.zeros((0, 4), object)
+    key_rank = np.argsort(np.argsort(key_arr.astype(str), axis=1), axis=1) if n else np.zeros((0, 4), int)
     safe = np.where(np.isfinite(scores), scores, -np.inf)
     order = np.lexsort((key_rank, -safe), axis=-1)
-    key_arr = np.asarray(keys, dtype=object) if n else np.zeros((0, 4), object)
     ranked = np.take_along_axis(key_arr, order, axis=1)
     out = items.copy()
     out["wins"] = wins.astype(np.int64)
@@ -166,11 +166,22 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _interval(draws: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval per column; all-NaN columns give NaN."""
+    """Percentile interval per column (numpy's linear rule, NaN draws ignored); all-NaN columns give NaN.
+
+    Columns without NaN go through one vectorised ``np.percentile``: ``nanpercentile`` loops
+    over every column in Python once any column has a NaN, and for a NaN-free column it
+    computes the same numbers (tests/test_metrics.py checks the bytes).
+    """
     tail = 100 * (1 - confidence) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: tiny cells in a resample
-        lo, hi = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+    q = [tail, 100 - tail]
+    nan = np.isnan(draws).any(axis=0)
+    lo, hi = np.empty(draws.shape[1]), np.empty(draws.shape[1])
+    if not nan.all():
+        lo[~nan], hi[~nan] = np.percentile(draws[:, ~nan], q, axis=0)
+    if nan.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: tiny cells in a resample
+            lo[nan], hi[nan] = np.nanpercentile(draws[:, nan], q, axis=0)
     return lo, hi
 
 
@@ -178,15 +189,20 @@ def record_domains(out: pd.DataFrame) -> np.ndarray:
     return out["domain"].to_numpy()[::ITEMS_PER_RECORD]
 
 
-def metric_table(out: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, min_support: int = 1) -> pd.DataFrame:
+def metric_table(out: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, min_support: int = 1,
+                 counts: np.ndarray | None = None) -> pd.DataFrame:
     """Every metric with its interval, as one tidy table (see ``TABLE_COLUMNS``).
 
     kind: ``domain`` (domain = Chat..Safety or Avg), ``cell``, ``gap`` (metric
     "BoN gap"), ``blindness``. ``support`` counts prompt groups (records for
     blindness). Gaps use only levels whose support reaches ``min_support``.
+    ``counts``: the (n_boot, records) resampling counts when the caller already drew
+    them (``bootstrap_counts(record_domains(out), n_boot, seed)``, which is the default),
+    so the bias table's intervals use the same draws without drawing them twice.
     """
     units = _units(out)
-    counts = bootstrap_counts(record_domains(out), n_boot, seed)
+    if counts is None:
+        counts = bootstrap_counts(record_domains(out), n_boot, seed)
     rows: list[dict] = []
     dom_cols = [i for i, lab in enumerate(units.labels) if lab[0] == "domain"]
     bon_draws = None
@@ -236,14 +252,16 @@ def _gap_rows(labels, value, draws, support, items, min_support: int) -> list[di
 def _blindness_rows(out: pd.DataFrame, counts: np.ndarray) -> list[dict]:
     blind = prompt_blindness(out).astype(np.float64)
     rdom = record_domains(out)
+    names = [*[d for d in DOMAINS if (rdom == d).any()], ALL]
+    sel = np.stack([np.ones_like(blind) if d == ALL else (rdom == d).astype(np.float64) for d in names], axis=1)
+    both = counts @ np.concatenate([blind[:, None] * sel, sel], axis=1)  # whole numbers: exact, one product
+    draws = _ratio(both[:, :len(names)], both[:, len(names):])
+    lo, hi = _interval(draws)
     rows = []
-    for d in [*[d for d in DOMAINS if (rdom == d).any()], ALL]:
-        sel = (np.ones_like(blind, bool) if d == ALL else rdom == d).astype(np.float64)
-        draws = _ratio(counts @ (blind * sel), counts @ sel)
-        lo, hi = _interval(draws[:, None])
+    for k, d in enumerate(names):
         rows.append(dict(kind="blindness", domain=d, dimension=None, level=None, metric="Prompt blindness",
-                         value=float((blind * sel).sum() / sel.sum()), lo=lo[0], hi=hi[0],
-                         support=int(sel.sum()), items=int(sel.sum()) * ITEMS_PER_RECORD))
+                         value=float((blind * sel[:, k]).sum() / sel[:, k].sum()), lo=lo[k], hi=hi[k],
+                         support=int(sel[:, k].sum()), items=int(sel[:, k].sum()) * ITEMS_PER_RECORD))
     return rows
 
 

@@ -240,14 +240,11 @@ class GatePlugin:
 
     def _prepare(self) -> None:
         from .items import prepare_with_progress
-        from .session import share_cpu_threads, worker_device
+        from .placement import worker_placement
 
-        settings = self.gate.settings
-        device = worker_device(self.worker_id, settings.scorer_options.get("device"), settings.model)
-        if self.worker_id is not None:
-            share_cpu_threads(int(self.config.workerinput.get("workercount", 1)), device or
-                              settings.scorer_options.get("device"), settings.model)
-        prepare_with_progress(self.config, self.gate, self.store, self.run_id, device, self.worker_id is not None)
+        workers = int(getattr(self.config, "workerinput", {}).get("workercount", 1))
+        prepare_with_progress(self.config, self.gate, self.store, self.run_id, None, self.worker_id is not None,
+                              worker_placement(self.worker_id, workers, self.gate.settings))
 
 
 def _is_controller(config: pytest.Config) -> bool:

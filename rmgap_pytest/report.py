@@ -4,7 +4,7 @@ All three text outputs render the same list of sections (``sections.SECTIONS``)
 built from the same views, so they never disagree on a number. The terminal
 summary fits the terminal's width; report.md stays under a pull-request
 comment's limit for any run; report.html is one self-contained page
-(``_report_html``); heatmap.png is drawn by matplotlib (``heatmap``).
+(``_report_html``); heatmap.png is drawn with Pillow (``heatmap``, ``_heatmap_png``).
 """
 
 from __future__ import annotations

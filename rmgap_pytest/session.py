@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from .errors import BaselineError, RMGapError
 from .evaluation import DEFAULT_BOOT, Evaluation, evaluation_from_scores, score_run
 from .gate import CheckSpec, check_status, decide_checks, plan_checks
 from .scorers import Scorer, build_scorer, parse_options
+from .shared import once_per_run, published, run_dir
 from .thresholds import Thresholds, load_thresholds
 
 
@@ -131,17 +133,16 @@ class GateSession:
 
     # -- scoring ---------------------------------------------------------------------------------------
     def scorer(self, store: str | None = None, run_id: str | None = None, device: str | None = None,
-               worker: bool = False) -> Scorer:
+               worker: bool = False, placement: Callable[[], str | None] | None = None) -> Scorer:
         """The scorer behind the store that coordinates processes (see module doc).
 
         ``run_id`` marks what this run computes (shared by its xdist workers, so counts add
         up); a ``worker`` publishes its progress to the store for the controller to draw.
+        ``placement`` (an xdist worker's GPU and CPU threads, which import torch) runs only
+        when a chunk is to be computed, so a fully cached rerun never imports torch; the
+        device it returns builds the model there.
         """
-        if device is None and self._built is not None:
-            inner = self._built
-        else:  # an xdist worker on its own GPU: same files, other device
-            inner = build_scorer(self.settings.model, parse_options({**self.settings.scorer_options,
-                                                                      **({"device": device} if device else {})}))
+        inner = self._built if device is None and self._built is not None else self._on(device)
         from .cache import ScoreStore
         from .stored import StoredScorer, with_cache
 
@@ -151,25 +152,43 @@ class GateSession:
                                   persistent=False)
         if worker and isinstance(scorer, StoredScorer):  # only the controller draws, from what workers publish
             scorer.show_progress, scorer.publish_progress = False, scorer.show_progress
+        if placement is not None:
+            def place() -> Scorer | None:
+                where = placement()
+                return self._on(where) if where else None
+
+            if isinstance(scorer, StoredScorer):
+                scorer.before_compute = place
+            else:
+                scorer = place() or scorer
         return scorer
 
+    def _on(self, device: str | None) -> Scorer:
+        """The scorer built again on ``device`` (an xdist worker on its own GPU: same files)."""
+        return build_scorer(self.settings.model, parse_options({**self.settings.scorer_options,
+                                                                **({"device": device} if device else {})}))
+
     def prepare(self, store: str | None = None, run_id: str | None = None, device: str | None = None,
-                worker: bool = False) -> None:
-        """Score once and decide every check; an RMGapError becomes ``self.error`` (no traceback)."""
+                worker: bool = False, placement: Callable[[], str | None] | None = None) -> None:
+        """Score once and decide every check; an RMGapError becomes ``self.error`` (no traceback).
+
+        Under xdist (``store`` given) the result is computed once per run (``shared``): a
+        process that finds it published reads it and scores nothing. ``placement``: run
+        just before this process first computes a chunk (see ``scorer``).
+        """
         if self.result is not None or self.error is not None:
             return
         try:
-            scorer = self.scorer(store, run_id, device, worker)
-            started = time.time()
-            scored = score_run(self.bench, scorer)
-            ev = evaluation_from_scores(self.bench, scored.values, scorer, n_boot=self.settings.bootstrap,
-                                        min_support=self.thresholds.min_support,
-                                        options=self.settings.scorer_options,
-                                        scoring_seconds=time.time() - started, scoring=scored)
-            ev.meta["thresholds"] = self.thresholds.source
-            comparison = self._compare(ev) if self.baseline is not None else None
-            checks = decide_checks(self.checks, ev.table, self.thresholds, comparison, bias=ev.bias)
-            self.result = GateResult(ev, checks, comparison)
+            directory = run_dir(store)
+            done = published(directory)  # a worker finished: every score is stored, nothing to read
+            if done is None:
+                scorer = self.scorer(store, run_id, device, worker, placement)
+                started = time.time()
+                scored = score_run(self.bench, scorer)
+                seconds = round(time.time() - started, 3)
+                done = once_per_run(directory, lambda: self._decide(scorer, scored, seconds))
+                done[0].evaluation.meta["scoring_seconds"] = seconds  # this process's own time
+            self.result, self.base_bon = done
         except RMGapError as exc:
             self.error = str(exc)
         except Exception as exc:  # a model or library failure mid-run: one line per item, not 200 tracebacks
@@ -178,6 +197,16 @@ class GateSession:
             self.error = (f"{type(exc).__name__}: {exc} (an unexpected error while scoring "
                           f"{self.settings.model}; rerun with RMGAP_DEBUG=1 for the traceback; scores "
                           "already computed are kept in the cache)")
+
+    def _decide(self, scorer: Scorer, scored: Any, seconds: float) -> tuple[GateResult, "np.ndarray | None"]:
+        """Metrics, comparison and checks from the scores: the part every process of a run shares."""
+        ev = evaluation_from_scores(self.bench, scored.values, scorer, n_boot=self.settings.bootstrap,
+                                    min_support=self.thresholds.min_support, options=self.settings.scorer_options,
+                                    scoring_seconds=seconds, scoring=scored)
+        ev.meta["thresholds"] = self.thresholds.source
+        comparison = self._compare(ev) if self.baseline is not None else None
+        checks = decide_checks(self.checks, ev.table, self.thresholds, comparison, bias=ev.bias)
+        return GateResult(ev, checks, comparison), self.base_bon
 
     def scoring_seconds(self) -> float | None:
         """How long this process's scoring took (None before or without a result)."""
@@ -342,37 +371,3 @@ def _check_cache_file(scorer: Scorer, setting: str | None) -> None:
     path = resolve_cache_path(setting or True)
     if path is not None and path.exists():
         ScoreStore(path).close()
-
-
-_NO_TORCH = ("python:", "builtin:length", "builtin:random", "http:", "https:", "vllm:", "sglang:",
-             "verifier:http", "judge:http", "ranker:http")  # judges behind a server
-
-
-def worker_device(worker_id: str | None, device: str | None, spec: str = "") -> str | None:
-    """Under xdist on a machine with several GPUs, worker gwN takes GPU N mod count."""
-    if not worker_id or (device not in (None, "auto", "cuda")) or spec.startswith(_NO_TORCH):
-        return None  # importing torch costs seconds; scorers without a model never need it
-    try:
-        import torch
-
-        n = torch.cuda.device_count()
-    except Exception:  # torch missing or broken: let the scorer decide
-        return None
-    if n <= 1:
-        return None
-    return f"cuda:{int(worker_id.lstrip('gw') or 0) % n}"
-
-
-def share_cpu_threads(worker_count: int, device: str | None, spec: str) -> None:
-    """xdist workers scoring on one CPU split its cores instead of each taking all of them.
-
-    Measured here (2 cores, the sample, builtin:minilm, whole `pytest -n 2` run): 10.7 s
-    with one thread per worker, 14-16 s with two threads each (oversubscribed).
-    """
-    if worker_count <= 1 or spec.startswith(_NO_TORCH) or (device or "auto").startswith("cuda"):
-        return
-    import torch
-
-    if device in (None, "auto") and torch.cuda.is_available():
-        return
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // worker_count))

@@ -17,7 +17,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +77,11 @@ class StoredScorer:
     ``show_progress``: None = as the inner scorer's options say. ``publish_progress``:
     record this process's share in the store for another process to draw.
     ``stats.cache_hits`` counts unique keys this process did not compute itself.
+    ``before_compute``: called once, just before the first key is computed (never when every
+    key is stored); a scorer it returns replaces the inner one (an xdist worker's GPU).
     """
+
+    before_compute: Callable[[], Scorer | None] | None = None
 
     def __init__(self, inner: Scorer, store: ScoreStore, *, fingerprint: str | None = None,
                  run_id: str | None = None, persistent: bool = True, chunk_size: int | None = None,
@@ -226,6 +230,10 @@ class StoredScorer:
 
     def _compute(self, payloads: list[tuple[str, Any]], run_id: str) -> list[Row]:
         """Ask the inner scorer; check its contract; rows ready to store."""
+        if self.before_compute is not None:
+            setup, self.before_compute = self.before_compute, None
+            self.inner = setup() or self.inner
+            self.stats.notes.extend(n for n in self.store.notes if n not in self.stats.notes)
         prompts = [p for p, _ in payloads]
         responses = [list(r) if self.unit == "item" else r for _, r in payloads]
         n = len(payloads)

@@ -144,18 +144,19 @@ def test_heatmap_html_without_profiles() -> None:
 
 # ---- heatmap.png: the same grid, the same colours, the same cues ---------------------------------------------
 
-def test_png_pixels_match_the_grid(hm) -> None:
-    fig, ax = H.draw_png(hm, "t")
-    fig.canvas.draw()
-    img = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].astype(int)
-    height = img.shape[0]
+def test_png_pixels_match_the_grid(hm, tmp_path) -> None:
+    H.write_png(hm, tmp_path / "h.png", "t")
+    from PIL import Image
+
+    img = np.asarray(Image.open(tmp_path / "h.png").convert("RGB")).astype(int)  # the saved file's pixels
+    _, grid = H.draw_png(hm, "t")
 
     def pixel(x: float, y: float) -> np.ndarray:
-        px, py = ax.transData.transform((x, y))
-        return img[int(round(height - py)), int(round(px))]
+        px, py = grid.pixel(x, y)
+        return img[int(py), int(px)]
 
-    left_px = ax.transData.transform((-0.5, 0))[0]
-    right_px = ax.transData.transform((0.5, 0))[0]
+    left_px = grid.pixel(-0.5, 0)[0]
+    right_px = grid.pixel(0.5, 0)[0]
     edge = 2.0 / (right_px - left_px)  # two pixels: inside the outline band, in data units
     for i, j in np.ndindex(hm.status.shape):
         status = hm.status[i, j]
@@ -181,3 +182,15 @@ def test_the_hatch_is_defined_once_outside_the_drawings_a_phone_hides(ev, checks
     assert defs < page.index('<svg class="heatmap wide"') and page.index('id="rmgap-hatch"') < page.index(
         '<svg class="heatmap wide"')
     assert "svg.defs{position:absolute;width:0;height:0" in page  # rendered, just takes no room
+
+
+def test_png_needs_no_matplotlib(tmp_path) -> None:
+    """heatmap.png is drawn with Pillow: matplotlib's import alone cost 0.3-0.6 s of CPU a run (issue 11)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from rmgap_pytest.evaluation import evaluate; from rmgap_pytest.heatmap import heatmap_png; "
+            f"p = heatmap_png(evaluate(None, 'builtin:length', cache=False, n_boot=20), {str(tmp_path / 'h.png')!r}); "
+            "print(p.stat().st_size > 10000, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]

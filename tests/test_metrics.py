@@ -171,3 +171,35 @@ def test_full_release_size_is_fast():
     out = outcome_table(items, np.random.default_rng(0).normal(size=(len(items), 4)), response_keys(bench))
     table = metric_table(out, n_boot=1000)
     assert table["lo"].notna().any()
+
+
+def test_interval_is_numpys_nanpercentile_to_the_bit():
+    """The vectorised interval (issue 11) gives nanpercentile's numbers, NaN columns or not."""
+    from rmgap_pytest.metrics import _interval
+
+    rng = np.random.default_rng(0)
+    q = [100 * (1 - 0.95) / 2, 100 - 100 * (1 - 0.95) / 2]  # as the previous interval computed them
+    for n_boot, cols in ((1000, 40), (7, 5), (2, 4)):
+        draws = rng.random((n_boot, cols)) * rng.integers(1, 50, cols)
+        draws[:, 1] = np.nan  # an empty cell in every resample
+        draws[rng.random((n_boot, cols)) < 0.1] = np.nan  # and in some
+        draws[:, 2] = 0.25  # a constant column
+        draws[:, 3] = np.round(draws[:, 3], 1)  # ties
+        lo, hi = _interval(draws)
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            want_lo, want_hi = np.nanpercentile(draws, q, axis=0)
+        assert lo.tobytes() == want_lo.tobytes() and hi.tobytes() == want_hi.tobytes()
+        clean = np.nan_to_num(draws)  # no NaN at all: the one vectorised call
+        lo, hi = _interval(clean)
+        want_lo, want_hi = np.nanpercentile(clean, q, axis=0)
+        assert lo.tobytes() == want_lo.tobytes() and hi.tobytes() == want_hi.tobytes()
+
+
+def test_shared_bootstrap_counts_give_the_same_table(sample):
+    """evaluation draws the counts once for metric_table and bias_table: the table must not change."""
+    from rmgap_pytest.metrics import bootstrap_counts, record_domains
+
+    bench, items, keys = sample
+    out = outcome_table(items, np.random.default_rng(3).normal(size=(len(items), 4)), keys)
+    counts = bootstrap_counts(record_domains(out), 300, 5)
+    pd.testing.assert_frame_equal(metric_table(out, n_boot=300, seed=5), metric_table(out, counts=counts))
