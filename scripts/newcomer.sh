@@ -98,7 +98,7 @@ run hubmiss gate --rm-model=acme/reward-7b
 check "a hub id not in the HF cache: exit 4" status_is hubmiss 4
 check "  ... with the download command" has "$WORK/hubmiss.out" "hf download acme/reward-7b"
 mkdir -p "$WORK/hub/models--acme--tiny-rm/refs" "$WORK/hub/models--acme--tiny-rm/snapshots"
-echo 0123456789abcdef0123456789abcdef01234567 >"$WORK/hub/models--acme--tiny-rm/refs/main"
+printf %s 0123456789abcdef0123456789abcdef01234567 >"$WORK/hub/models--acme--tiny-rm/refs/main"  # as huggingface_hub writes it: no newline
 cp -r "$WORK/models/rm" "$WORK/hub/models--acme--tiny-rm/snapshots/0123456789abcdef0123456789abcdef01234567"
 run hub env HF_HUB_CACHE="$WORK/hub" RMGAP_CACHE=off "$PY" -m pytest -p no:cacheprovider -q --rm-model=acme/tiny-rm --rmgap-limit=4 -m rmgap
 check "a hub id in the local HF cache: scored (no usage error)" bash -c "[ \$(cat $WORK/hub.rc) -le 1 ] && grep -q 'RMGAP generalization report' $WORK/hub.out"
