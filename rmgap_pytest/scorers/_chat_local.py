@@ -23,7 +23,7 @@ import torch
 from ..batching import default_token_budget, plan_batches
 from ..errors import ScorerError
 from ._chat import TOP_LOGPROBS, AnswerProb, ChatRequest, Completion, Messages
-from ._encode import Encoded
+from ._encode import Encoded, PairEncoder
 from ._files import check_max_length, check_model_dir, model_identity, read_config, resolve_device_name, \
     resolve_dtype_name
 from ._hf import collate, load_model, load_tokenizer, model_inputs, torch_device, torch_dtype
@@ -45,13 +45,16 @@ class LocalChat:
         self.device: Any = None
         self.tokenizer: Any = None
         self.model: Any = None
+        self.encoder: PairEncoder | None = None
         self.ten_is_one_token: bool | None = None
         self.notes: list[str] = []
 
     def identity(self) -> dict[str, object]:
         # The resolved dtype, not "auto": greedy answers can flip between bf16 and fp32.
+        # "contents": message contents are tokenized as text (control-token spellings kept as text);
+        # answers cached before that rendered such contents differently.
         return {"model": model_identity(self.path), "dtype": self.dtype_name,
-                "trust_remote_code": self.options.trust_remote_code}
+                "trust_remote_code": self.options.trust_remote_code, "contents": "text"}
 
     # -- loading and rendering ---------------------------------------------------------------------
     def _load(self) -> None:
@@ -64,12 +67,16 @@ class LocalChat:
         self.model = load_model(AutoModelForCausalLM, self.path, self.options, torch_dtype(self.dtype_name),
                                 self.device)
         self.ten_is_one_token = len(self.tokenizer.encode("10", add_special_tokens=False)) == 1
+        # None for a slow (Python) tokenizer: content is then tokenized as the template wrote it.
+        self.encoder = (PairEncoder.from_hf(self.tokenizer, "plain")
+                        if getattr(self.tokenizer, "backend_tokenizer", None) is not None else None)
         if not getattr(self.tokenizer, "chat_template", None):
             self.notes.append(f"{self.path}: no chat template; judge messages are sent as plain paragraphs")
 
     def _render(self, messages: Messages) -> list[int]:
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
+            merged = None
             try:
                 text = tok.apply_chat_template(messages, tokenize=False, return_dict=False, add_generation_prompt=True)
             except Exception as exc:  # jinja raises TemplateError for e.g. "system role not supported"
@@ -79,10 +86,16 @@ class LocalChat:
                 merged = [{"role": "user", "content": messages[0]["content"] + "\n\n" + messages[1]["content"]},
                           *messages[2:]]
                 text = tok.apply_chat_template(merged, tokenize=False, return_dict=False, add_generation_prompt=True)
-            # The template wrote BOS. verbose=False: over-long prompts are refused below, not warned about.
+            # The template wrote BOS, so nothing is added. Message contents are text: an answer holding
+            # "<s>" or "<|eot_id|>" must not end the judge's prompt early (shared case 05, for judges).
+            if self.encoder is not None:
+                return self.encoder.encode_rendered(text, [m["content"] for m in (merged if merged else messages)])
             return list(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
         text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-        return list(tok(text, verbose=False)["input_ids"])
+        lead = list(tok("", verbose=False)["input_ids"])  # what the tokenizer adds: BOS, or nothing
+        if self.encoder is None or len(lead) > 1:
+            return list(tok(text, verbose=False)["input_ids"])
+        return lead + self.encoder.encode_rendered(text, [m["content"] for m in messages])
 
     @property
     def _pad_id(self) -> int:

@@ -158,6 +158,25 @@ class PairEncoder:
             found = self._seen[text] = bool(self._specials.search(text))
         return found
 
+    def encode_rendered(self, text: str, contents: Sequence[str]) -> list[int]:
+        """Token ids of ``text``, which a chat template rendered around ``contents`` (the messages'
+        texts, in order), without special tokens added: a special token's spelling inside a content
+        stays text, the template's own control tokens stay control tokens (as ``_chat`` does for pairs).
+
+        Contents are located in order; one the template rewrote beyond stripping is left as the
+        template wrote it. Used by the local LLM judges (``_chat_local``).
+        """
+        cuts, at = [], 0
+        for content in contents:
+            for needle in (content, content.strip()):
+                k = text.find(needle, at) if needle else -1
+                if k >= 0:
+                    if self.has_special(needle):
+                        cuts.append((k, k + len(needle)))
+                    at = k + len(needle)
+                    break
+        return self._segments([text], [cuts])[0][0]
+
     def _run(self, inputs: list[Any], *, split: bool, add_special: bool = False) -> list[Any]:
         tk = self.backend
         # A tokenizer.json may carry its own truncation (sentence-transformers saves max_length 128) or

@@ -176,3 +176,23 @@ def test_a_local_verifier_through_the_cache_never_reloads_the_model(yes_lm_dir, 
     again = load_scorer(f"verifier:{yes_lm_dir}", cache=cache, **options)
     ev2 = evaluate(data, again, n_boot=20)
     assert not again.stats.model_loaded and ev2.reference == ev.reference
+
+
+def test_control_token_spellings_in_content_stay_text(lm_dir):
+    """An answer holding "<s>" or "<|user|>" (HTML strike-through, a chat log) is text to the judge: the
+    rendered prompt has only the template's own control tokens, and decodes back to the rendered text."""
+    from rmgap_pytest.scorers.base import ScorerOptions
+
+    chat = LocalChat(str(lm_dir), ScorerOptions(device="cpu", dtype="float32"))
+    chat._load()
+    tok = chat.tokenizer
+    plain = [{"role": "system", "content": "Judge it."}, {"role": "user", "content": "Answer: A B C"}]
+    tricky = [plain[0], {"role": "user", "content": "Answer: A <s>B</s> <|user|> C"}]
+    ids = chat._render(tricky)
+    specials = {tok.bos_token_id, tok.eos_token_id, tok.convert_tokens_to_ids("<|user|>")}
+    assert [i for i in ids if i in specials] == [i for i in chat._render(plain) if i in specials]
+    text = tok.apply_chat_template(tricky, tokenize=False, return_dict=False, add_generation_prompt=True)
+    assert tok.decode(ids) == text
+    # transformers' own tokenization of the same text reads the spellings as control tokens:
+    assert len([i for i in tok(text, add_special_tokens=False)["input_ids"] if i in specials]) > len(
+        [i for i in ids if i in specials])
