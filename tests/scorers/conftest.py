@@ -53,3 +53,39 @@ def ref_lm_dir(models_root: Path, chat_tokenizer: tm.PreTrainedTokenizerFast) ->
 def plain_lm_dir(models_root: Path) -> Path:
     """A causal LM whose tokenizer has no chat template: prompt + response as plain text."""
     return tm.build_causal_lm(models_root / "lm_plain", tm.build_tokenizer(chat=False))
+
+
+# -- loopback inference engines (engine_sim.py): test_engines, test_vllm, test_sglang, test_engine_replicas --
+@pytest.fixture(scope="module")
+def served(clf_dir: Path):
+    """The tiny classifier, as the simulated vLLM/SGLang servers run it."""
+    from engine_sim import TinyEngineModel
+
+    return TinyEngineModel(str(clf_dir))
+
+
+@pytest.fixture
+def start(served):
+    """``start(engine, **kw)``: a simulated engine server on 127.0.0.1, stopped after the test."""
+    from engine_sim import EngineServer
+
+    started: list = []
+
+    def _start(engine: str, **kw: object):
+        server = EngineServer(engine, kw.pop("model", served), **kw).start()
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def fast_remote(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No API key from the environment, and retries that back off in milliseconds."""
+    from rmgap_pytest.scorers import _http
+
+    for name in _http.KEY_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_http, "BACKOFF_S", (0.01, 0.05))

@@ -19,7 +19,6 @@ from engine_sim import EngineServer
 from test_engines import N_BOOT, local_run  # noqa: F401 - the shared local-run fixture
 
 from rmgap_pytest import evaluate
-from rmgap_pytest.scorers import _http
 
 PROXY = Path(__file__).with_name("replica_proxy.py")
 
@@ -53,11 +52,7 @@ class Replica:
         self.proc.wait(10)
 
 
-@pytest.fixture(autouse=True)
-def _fast_backoff(monkeypatch):
-    monkeypatch.setattr(_http, "BACKOFF_S", (0.01, 0.05))
-    for name in _http.KEY_ENVS:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("fast_remote")
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engine_sim import EngineServer, TinyEngineModel
+from engine_sim import TinyEngineModel
 from builders import small_benchmark
 from tiny_models import make_pairs, options
 
 from rmgap_pytest import evaluate
 from rmgap_pytest.errors import ScorerError
-from rmgap_pytest.scorers import _http, build_scorer
+from rmgap_pytest.scorers import build_scorer
 from rmgap_pytest.scorers._http import RemoteError
 
 PROMPTS, RESPONSES = make_pairs(40, seed=3)
@@ -28,23 +28,7 @@ ENGINES = ["vllm", "sglang"]
 N_BOOT = 100
 
 
-@pytest.fixture(scope="module")
-def served(clf_dir: Path) -> TinyEngineModel:
-    return TinyEngineModel(str(clf_dir))
-
-
-@pytest.fixture
-def start(served: TinyEngineModel):
-    started: list[EngineServer] = []
-
-    def _start(engine: str, **kw: object) -> EngineServer:
-        server = EngineServer(engine, kw.pop("model", served), **kw).start()
-        started.append(server)
-        return server
-
-    yield _start
-    for server in started:
-        server.stop()
+pytestmark = pytest.mark.usefixtures("fast_remote")
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +37,6 @@ def local_run(clf_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     data = small_benchmark(tmp_path_factory.mktemp("engines") / "heldback.jsonl")
     return data, evaluate(data, f"classifier:{clf_dir}", cache=False, n_boot=N_BOOT, dtype="float32",
                           progress=False)
-
-
-@pytest.fixture(autouse=True)
-def _no_key_and_fast_backoff(monkeypatch):
-    for name in _http.KEY_ENVS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(_http, "BACKOFF_S", (0.01, 0.05))
 
 
 def engine_scorer(engine: str, url: str, clf_dir: Path | None, **kw: object):

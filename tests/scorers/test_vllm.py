@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import httpx
 import numpy as np
 import pytest
-from engine_sim import EngineServer, TinyEngineModel
 from test_engines import PROMPTS, RESPONSES, engine_scorer, local_scores
 
-from rmgap_pytest.scorers import _http
 from rmgap_pytest.scorers._http import RemoteError
 
-
-@pytest.fixture(scope="module")
-def served(clf_dir) -> TinyEngineModel:
-    return TinyEngineModel(str(clf_dir))
+pytestmark = pytest.mark.usefixtures("fast_remote")
 
 
 @pytest.fixture
-def vllm(served):
-    started = []
-
-    def _start(**kw):
-        server = EngineServer("vllm", served, **kw).start()
-        started.append(server)
-        return server
-
-    yield _start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_key_and_fast_backoff(monkeypatch):
-    for name in _http.KEY_ENVS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(_http, "BACKOFF_S", (0.01, 0.05))
+def vllm(start):
+    return functools.partial(start, "vllm")
 
 
 def test_server_side_template_sends_one_conversation_per_request(vllm, clf_dir):
