@@ -20,14 +20,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ScorerError
 from ._chat import ChatBackend, ChatRequest, Completion
 from ._http import excerpt
 from ._parse import Parsed, strip_reasoning
 from ._prompts import load_template, repair_message
-from .base import ScorerOptions, ScoreStats
+from .base import Scored, ScorerOptions, ScoreStats
 
-__all__ = ["GenerativeScorer", "Answer", "make_backend", "MAX_ATTEMPTS", "DEFAULT_MAX_TOKENS"]
+__all__ = ["GenerativeScorer", "PairGenerativeScorer", "Answer", "make_backend", "MAX_ATTEMPTS", "DEFAULT_MAX_TOKENS"]
 
 # Bump when a change here (prompts, parsing, retries) changes answers, so cached answers expire.
 JUDGE_VERSION = 1
@@ -162,3 +164,22 @@ def check_choice(spec: str, name: str, value: str, choices: Sequence[str]) -> st
         raise ScorerError(f"{spec}: {name}={value!r} is not one of {', '.join(choices)}."
                           f"{did_you_mean(value, choices)}")
     return value
+
+
+class PairGenerativeScorer(GenerativeScorer):
+    """Base of the pair-level kinds (verifier, judge): one score per (prompt, response)."""
+
+    unit = "pair"
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return self.score_detailed(prompts, responses).values
+
+    def score_detailed(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
+        """Scores and per-pair metadata for parallel lists; ScorerError when their lengths differ."""
+        if len(prompts) != len(responses):
+            raise ScorerError(f"{self.spec}: got {len(prompts)} prompts but {len(responses)} responses; "
+                              "they must be parallel lists.")
+        return self._score_pairs(prompts, responses)
+
+    def _score_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
+        raise NotImplementedError

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ScorerError
 from ._chat import ChatRequest, Completion
-from ._generative import GenerativeScorer, check_choice
+from ._generative import PairGenerativeScorer, check_choice
 from ._parse import Parsed, expected_rating, parse_rating
 from .base import Scored, ScorerOptions
 
@@ -28,11 +27,10 @@ __all__ = ["JudgeScorer", "SCORES"]
 SCORES = ("rating", "expected")
 
 
-class JudgeScorer(GenerativeScorer):
+class JudgeScorer(PairGenerativeScorer):
     """Score = the 1-10 rating (or its expectation); NaN when no valid rating came back. Pair-level."""
 
     kind = "judge"
-    unit = "pair"
 
     def __init__(self, target: str, spec: str, options: ScorerOptions) -> None:
         self.mode = check_choice(spec, "judge_score", options.judge_score, SCORES)
@@ -41,13 +39,7 @@ class JudgeScorer(GenerativeScorer):
     def _settings(self) -> dict[str, object]:
         return {"score": self.mode, "max_tokens": self.max_tokens, "seed": self.options.seed}
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        return self.score_detailed(prompts, responses).values
-
-    def score_detailed(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
-        if len(prompts) != len(responses):
-            raise ScorerError(f"{self.spec}: got {len(prompts)} prompts but {len(responses)} responses; "
-                              "they must be parallel lists.")
+    def _score_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
         expected = self.mode == "expected"
         requests = [ChatRequest(self.template.messages(prompt=p, response=r), self.max_tokens, logprobs=expected)
                     for p, r in zip(prompts, responses)]

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ScorerError
-from ._generative import GenerativeScorer
+from ._generative import PairGenerativeScorer
 from .base import Scored
 
 __all__ = ["VerifierScorer", "ANSWER"]
@@ -25,22 +24,15 @@ __all__ = ["VerifierScorer", "ANSWER"]
 ANSWER = "YES"
 
 
-class VerifierScorer(GenerativeScorer):
+class VerifierScorer(PairGenerativeScorer):
     """Score = log p(YES | judge prompt); higher is better. Pair-level."""
 
     kind = "verifier"
-    unit = "pair"
 
     def _settings(self) -> dict[str, object]:
         return {"answer": ANSWER}
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        return self.score_detailed(prompts, responses).values
-
-    def score_detailed(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
-        if len(prompts) != len(responses):
-            raise ScorerError(f"{self.spec}: got {len(prompts)} prompts but {len(responses)} responses; "
-                              "they must be parallel lists.")
+    def _score_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> Scored:
         if not prompts:
             return Scored(np.zeros(0), [])
         conversations = [self.template.messages(prompt=p, response=r) for p, r in zip(prompts, responses)]

@@ -152,3 +152,14 @@ def test_expected_rating_splits_one_and_ten_when_digits_are_separate_tokens():
 
 def test_expected_rating_without_digits_is_nan():
     assert math.isnan(expected_rating([_lp({"good": 1.0})], ["good"]))
+
+
+@pytest.mark.parametrize("kind", ["verifier", "judge"])
+def test_pair_judges_refuse_lists_of_different_lengths_before_asking(kind):
+    from rmgap_pytest.errors import ScorerError
+    from rmgap_pytest.scorers import build_scorer
+    from rmgap_pytest.scorers.base import ScorerOptions
+
+    scorer = build_scorer(f"{kind}:http://127.0.0.1:9/v1", ScorerOptions())  # port 9: nothing is asked
+    with pytest.raises(ScorerError, match="2 prompts but 1 responses; they must be parallel lists"):
+        scorer.score_detailed(["a", "b"], ["x"])
