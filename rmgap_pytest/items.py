@@ -92,9 +92,9 @@ class GateItem(pytest.Item):
         if status == "fail":
             raise GateFailure(self.parent.failure_text(self.name, rows))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (GateFailure, GateError)):
-            return str(excinfo.value)
+            return FailureText(str(excinfo.value))
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[str, int, str]:
@@ -107,6 +107,37 @@ class GateItem(pytest.Item):
         head = f"{PREFIX}{self.name}"
         room = terminal_width(self.config) - len(head) - 10  # pytest draws "___ head ___"
         return "rmgap", 0, f"{head}: {clip(words, room)}" if words and room >= 16 else head
+
+
+class FailureText:
+    """A gate item's failure as pytest shows it: every line in FAILURES and in a JUnit ``<failure>`` body,
+    the first line alone on the short-summary line and as the JUnit ``message``.
+
+    A plain string would do everywhere but on CI: with ``CI`` set pytest prints a string failure whole on
+    its short-summary line, so each cell's "most wrong" records would be printed twice. pytest reads the
+    summary line from ``longrepr.reprcrash.message``, as for an exception."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.reprcrash = _Crash(text.partition("\n")[0])
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Crash:
+    def __init__(self, message: str) -> None:
+        self.message, self.path, self.lineno = message, "rmgap", 0
+
+
+def one_line_summary(report: pytest.TestReport) -> None:
+    """Under xdist a worker sends the failure as a string; give it back its one summary line."""
+    if isinstance(report.longrepr, str) and report.nodeid.startswith(PREFIX):
+        report.longrepr = FailureText(report.longrepr)  # type: ignore[assignment]
 
 
 def _prop(value: Any) -> str:

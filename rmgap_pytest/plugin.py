@@ -170,8 +170,14 @@ class GatePlugin:
         if any(i.nodeid.startswith(PREFIX) for i in session.items):
             self._prepare()
 
-    @pytest.hookimpl(trylast=True)  # after the terminal has logged it (-v prints the worker from rep.node)
+    @pytest.hookimpl(tryfirst=True)  # before JUnit reads the failure's message
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from .items import one_line_summary
+
+        one_line_summary(report)
+
+    @pytest.hookimpl(trylast=True, specname="pytest_runtest_logreport")  # -v prints the worker from rep.node
+    def pytest_runtest_logreport_last(self, report: pytest.TestReport) -> None:
         if not report.nodeid.startswith(PREFIX):
             return
         if report.when == "call" or report.when == "setup" and report.failed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -306,18 +307,35 @@ def test_failures_fit_the_terminal_and_v_gives_more(gate_dir, xdist, monkeypatch
     assert sorted(line.split(" ")[0] for line in cell) == ["BoN", "Pair"], cell  # -v: a line per failing metric
 
 
+@pytest.mark.parametrize("on_ci", [False, True], ids=["terminal", "CI"])
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_a_run_failing_many_checks_stays_short(pytester, tmp_path, monkeypatch, xdist):
+def test_a_run_failing_many_checks_stays_short(pytester, tmp_path, monkeypatch, xdist, on_ci):
     """A weak model on a few hundred records fails ~100 items; the whole output stays a few hundred lines,
-    also under xdist (no "[gw1] linux -- Python ..." line per failure)."""
+    also under xdist (no "[gw1] linux -- Python ..." line per failure) and on CI, where pytest prints a
+    string failure whole on its short-summary line (so a cell's "most wrong" records would come twice)."""
     from rmgap_pytest.synth import write_synthetic
 
     monkeypatch.setenv("RMGAP_CACHE", "off")
     monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)  # pytest's other sign of CI
+    if on_ci:
+        monkeypatch.setenv("CI", "true")
+    else:
+        monkeypatch.delenv("CI", raising=False)
     data = write_synthetic(pytester.path / "synth.jsonl", 300, seed=1)
-    result = run_gate(pytester, "--rm-model=builtin:length", f"--rmgap-data={data}", "--rmgap-report=out", *xdist)
+    result = run_gate(pytester, "--rm-model=builtin:length", f"--rmgap-data={data}", "--rmgap-report=out",
+                      "--junitxml=junit.xml", *xdist)
     n_fail = result.parseoutcomes()["failed"]
     assert n_fail >= 60
     assert len(result.stdout.lines) < 400
-    assert max(len(line) for line in _between(result.stdout.lines, "= FAILURES =", "= short test")) <= 80
+    summary = _between(result.stdout.lines, "= short test summary info =", f"{n_fail} failed")
+    assert len(summary) == n_fail and all(line.startswith("FAILED rmgap::") for line in summary)
+    if on_ci:  # unclipped there, as pytest does on CI
+        assert any("(1200 groups)" in line for line in summary)
+    failures = ET.parse(pytester.path / "junit.xml").getroot().iter("failure")
+    # JUnit: the one-line verdict as the message, every line (the "most wrong" records too) in the body
+    assert all("\n" not in f.get("message") and f.text.startswith(f.get("message")) for f in failures)
+    assert any("most wrong:" in f.text for f in ET.parse(pytester.path / "junit.xml").getroot().iter("failure"))
+    report = _between(result.stdout.lines, "= FAILURES =", "= short test")
+    assert max(len(line) for line in report if "generated xml file:" not in line) <= 80  # that one is pytest's
     assert len((pytester.path / "out/report.md").read_text(encoding="utf-8")) < 65_000
