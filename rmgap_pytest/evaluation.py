@@ -162,11 +162,11 @@ def run_meta(bench: Benchmark, scorer: Scorer, options: dict, **settings: Any) -
     """What a later run needs to know whether it is comparable, and what a reader needs to reproduce it."""
     import platform
 
-    from .provenance import git_info, model_path, resolved_settings
+    from .provenance import git_info, model_fingerprint, model_path, resolved_settings
 
     return {
         "spec": scorer.spec,
-        "fingerprint": scorer.fingerprint,
+        "fingerprint": model_fingerprint(scorer),
         "options": {k: v for k, v in options.items() if v is not None},
         "resolved": resolved_settings(scorer),  # what auto and the defaults became (dtype, device, ...)
         "git": git_info(model_path(scorer)),  # the model directory's checkout, when it is in one

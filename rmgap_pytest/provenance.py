@@ -19,6 +19,15 @@ def _inner(scorer: Any) -> Any:
     return getattr(scorer, "inner", scorer)
 
 
+def model_fingerprint(scorer: Any) -> str | None:
+    """The model's own fingerprint (its score-cache key); None for a scorer whose scores are not cached.
+
+    Not the wrapper's: with the cache off, xdist workers share scores under a key of the run
+    (``run:<id>``), which says nothing about the model and would differ from the serial run's report.
+    """
+    return _inner(scorer).fingerprint
+
+
 def resolved_settings(scorer: Any) -> dict[str, Any]:
     """What ``auto`` and the defaults became: dtype, device, batch budget, max length, template hash, ...
 

@@ -102,7 +102,10 @@ def _metric_rows(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
     """(kind, domain, dimension, level) -> {metric: (value, lo, hi), 'support': n}: one pass over the table."""
     out: dict[tuple, dict[str, Any]] = {}
     for r in rows.itertuples(index=False):
-        key = (r.kind, r.domain, r.dimension, r.level)
+        # A domain row has no dimension or level: NaN, which equals another NaN only when it is the same
+        # object. After a pickle (the evaluation xdist workers share) each NaN is its own object, and
+        # Pair, BoN and Consistency of one domain would fall into separate entries.
+        key = tuple(None if pd.isna(v) else v for v in (r.kind, r.domain, r.dimension, r.level))
         entry = out.setdefault(key, {"support": r.support})
         entry[r.metric] = (r.value, r.lo, r.hi)
     return out
