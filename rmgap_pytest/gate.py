@@ -204,8 +204,10 @@ def _regression_rows(spec: CheckSpec, comparison: pd.DataFrame | None, threshold
     for r in sel.itertuples(index=False):
         # Worse is down for a share or the sensitivity; for a style bias, away from zero (its current side).
         up = r.kind == "bias" and r.current >= 0
+        # Support: what the unit's MDE and interval were computed at (prompt groups; a domain has no spec support).
+        support = None if pd.isna(r.support) else int(r.support)
         row = _row(spec, r.metric, r.diff, r.lo, r.hi, r.tolerance if up else -r.tolerance, "max" if up else "min",
-                   spec.support)
+                   support)
         # The decision is the family-wise one (regression.py): the point estimate alone does not decide.
         row["status"] = "fail" if r.regressed else "pass"
         row["reason"] = regression_reason(r) if r.regressed else ""

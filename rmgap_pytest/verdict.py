@@ -140,7 +140,7 @@ def check_row(r: Any) -> list[str]:
     past = "no value" if past == math.inf else fmt(past, "+.3f") if math.isfinite(past) else ""
     reason = outcome_note(r) if r.status == "fail" else str(r.reason or "")
     bound = "" if math.isnan(num(r.threshold)) else f"{op} {fmt(r.threshold)}"
-    return [str(r.id), str(r.metric or ""), fmt_est(r.value, r.lo, r.hi), bound, past,
+    return [str(r.id), _str_or_none(r.metric) or "", fmt_est(r.value, r.lo, r.hi), bound, past,
             fmt_int(r.support), check_who(r), reason]
 
 

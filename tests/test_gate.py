@@ -120,6 +120,9 @@ def test_regression_items_cover_every_bias_and_sensitivity_unit(sample):
     conc = _row(checks, "regression[bias/Conciseness]")
     unit = comparison[(comparison["kind"] == "bias") & (comparison["dimension"] == "Conciseness")].iloc[0]
     assert (conc.status == "fail") == bool(unit.regressed) and conc.mde == unit.mde and np.isfinite(conc.mde)
+    # Every regression row names the support its interval and MDE were computed at (domains and Avg too).
+    regression = checks[(checks["kind"] == "regression") & (checks["status"] != "skip")]
+    assert regression["support"].notna().all() and (regression["support"] > 0).all()
     # In SD units the same raw bias is a larger share of a model that follows the user less: it grew.
     assert abs(unit.current) > abs(unit.baseline)
     weights = {"weights": {"bias_sensitivity": 0}}

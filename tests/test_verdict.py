@@ -101,6 +101,12 @@ def test_checks_view_names_users_and_how_far_past(checks) -> None:
     assert casual[V.CHECK_HEADER.index("Reason")] == "not distinguishable from the floor at this support"
 
 
+def test_a_skipped_row_without_a_metric_shows_an_empty_metric(checks) -> None:
+    """A skipped cell has no metric: NaN once the table went through pandas, which printed as "nan"."""
+    skipped = V.checks_view(checks[checks["status"] == "skip"]).rows
+    assert skipped and all(r[V.CHECK_HEADER.index("Metric")] == "" for r in skipped)
+
+
 # ---- regressions: adjusted interval and MDE, old tables still render ---------------------------------------
 
 @pytest.fixture(scope="module")
