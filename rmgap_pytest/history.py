@@ -14,8 +14,10 @@ it with ``rmgap history accept ID`` (an ``accept`` line in the index).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +49,7 @@ def record_run(directory: str | Path, ev: "Evaluation", checks: "pd.DataFrame", 
     d.mkdir(parents=True, exist_ok=True)
     meta = ev.meta
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    base_id = f"{stamp}-{(meta.get('fingerprint') or 'uncached')[:8]}"
+    base_id = f"{stamp}-{_model_tag(meta.get('fingerprint'))}"
     run_id, n = base_id, 1
     while (d / f"{run_id}.json").exists():
         n += 1
@@ -67,6 +69,17 @@ def record_run(directory: str | Path, ev: "Evaluation", checks: "pd.DataFrame", 
     with (d / INDEX).open("a", encoding="utf-8") as fh:  # one write per line: appends do not interleave
         fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
     return entry
+
+
+def _model_tag(fingerprint: str | None) -> str:
+    """Eight hex digits naming the model in a run id and file name: a model's fingerprint is sha256 hex already
+    (its first eight, as ``rmgap cache info`` lists it); others ("builtin:length:v1") are hashed, since their
+    text has characters file names must not and their first eight would not tell two builtins apart."""
+    if not fingerprint:
+        return "uncached"
+    if re.fullmatch(r"[0-9a-f]{8,}", fingerprint):
+        return fingerprint[:8]
+    return hashlib.sha256(fingerprint.encode()).hexdigest()[:8]
 
 
 def read_runs(directory: str | Path) -> list[dict[str, Any]]:

@@ -76,3 +76,21 @@ def test_list_and_errors(tmp_path, capsys):
     assert "Did you mean 'BoN'?" in capsys.readouterr().err
     assert main(["history", "--dir", str(tmp_path / "empty")]) == 2
     assert "no run history here" in capsys.readouterr().err
+
+
+def test_run_ids_are_file_names_that_tell_models_apart(tmp_path):
+    """Ids once took a fingerprint's first eight characters: "builtin:" for every builtin, with a colon in the
+    file name. A model's sha256 fingerprint still shows as its first eight hex digits."""
+    import re
+
+    import pandas as pd
+
+    from rmgap_pytest.evaluation import evaluate
+
+    ids = []
+    for spec in ("builtin:length", "builtin:random"):
+        ev = evaluate(None, spec, cache=False, n_boot=20)
+        ids.append(H.record_run(tmp_path / "hist", ev, pd.DataFrame(), None, passed=True)["id"])
+    assert all(re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}(-\d+)?", i) for i in ids), ids
+    assert ids[0].split("-")[1] != ids[1].split("-")[1]
+    assert H._model_tag("ab12cd34" + "0" * 56) == "ab12cd34" and H._model_tag(None) == "uncached"
