@@ -94,7 +94,7 @@ class GateItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (GateFailure, GateError)):
-            return FailureText(str(excinfo.value))
+            return FailureText(str(excinfo.value), self.nodeid)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[str, int, str]:
@@ -117,9 +117,9 @@ class FailureText:
     its short-summary line, so each cell's "most wrong" records would be printed twice. pytest reads the
     summary line from ``longrepr.reprcrash.message``, as for an exception."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, where: str) -> None:
         self.text = text
-        self.reprcrash = _Crash(text.partition("\n")[0])
+        self.reprcrash = _Crash(where, text.partition("\n")[0])
 
     def toterminal(self, tw: Any) -> None:
         for line in self.text.splitlines():
@@ -130,14 +130,19 @@ class FailureText:
 
 
 class _Crash:
-    def __init__(self, message: str) -> None:
-        self.message, self.path, self.lineno = message, "rmgap", 0
+    """Where and what, as pytest's own crash location: ``--tb=line`` prints it as the failure's line."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.path, self.lineno, self.message = where, 0, message
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
 
 
 def one_line_summary(report: pytest.TestReport) -> None:
     """Under xdist a worker sends the failure as a string; give it back its one summary line."""
     if isinstance(report.longrepr, str) and report.nodeid.startswith(PREFIX):
-        report.longrepr = FailureText(report.longrepr)  # type: ignore[assignment]
+        report.longrepr = FailureText(report.longrepr, report.nodeid)  # type: ignore[assignment]
 
 
 def _prop(value: Any) -> str:

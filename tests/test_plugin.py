@@ -328,6 +328,17 @@ def test_failures_fit_the_terminal_and_v_gives_more(gate_dir, xdist, monkeypatch
     assert sorted(line.split(" ")[0] for line in cell) == ["BoN", "Pair"], cell  # -v: a line per failing metric
 
 
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_tb_line_gives_each_failure_its_line(gate_dir, xdist):
+    """``--tb=line`` prints a failure's crash location: for a gate item its id and verdict line."""
+    pytester, data, _ = gate_dir
+    result = run_gate(pytester, "--rm-model=python:reversed_rm:score", f"--rmgap-data={data}", "--tb=line",
+                      "-k", "avg", *xdist)
+    assert result.ret == 1
+    result.stdout.re_match_lines([r"rmgap::avg\[BoN\]: BoN 0\.000 \[0\.00, 0\.00\] vs floor 0\.300: below the floor.*"])
+    assert " object at 0x" not in result.stdout.str()
+
+
 @pytest.mark.parametrize("on_ci", [False, True], ids=["terminal", "CI"])
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_run_failing_many_checks_stays_short(pytester, tmp_path, monkeypatch, xdist, on_ci):
