@@ -255,7 +255,7 @@ def message(rows: pd.DataFrame, *, mde: dict[str, float] | None = None, examples
     support = next((int(x) for x in failed["support"] if isinstance(x, (int, float)) and math.isfinite(x)), None)
     unit = "records" if (failed["kind"] == "blindness").any() else "groups"
     groups = f" ({support} {unit})" if support is not None else ""
-    if not verbose and len(texts) > 1:
+    if verbose <= 0 and len(texts) > 1:  # -q (verbosity -1) reads as the default
         others = ", ".join(str(m) for m in failed["metric"].iloc[1:])
         one = _fit([texts[0], [f"; also {'; '.join(t[-1] for t in texts[1:])}", f"; {others} too"], [groups, ""]],
                    width)

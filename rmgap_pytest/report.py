@@ -32,7 +32,7 @@ FULL_REPORT = "report.html (every check and cell, the heatmap) and report.json, 
 
 def _text_table(t: Table, width: int, verbose: int = 0) -> list[str]:
     shown = t.open if t.terminal is None else t.terminal
-    if verbose and shown is not None:  # -v: as many rows as report.md shows openly; -vv: every row
+    if verbose > 0 and shown is not None:  # -v: as many rows as report.md shows openly; -vv: every row
         shown = None if verbose > 1 else max(shown, t.open or shown)
     total = len(t.view.rows) if t.lines is None else len(t.lines)
     n = total if shown is None else min(shown, total)
@@ -68,7 +68,8 @@ def terminal_summary(ev: Evaluation, checks: pd.DataFrame | None = None, compari
                      files: dict[str, Path] | None = None, width: int = DEFAULT_WIDTH, verbose: int = 0) -> str:
     """Plain text for pytest's terminal summary and ``rmgap eval``; every line fits ``width`` columns.
 
-    ``verbose`` (pytest's -v count) shows more rows of the long tables.
+    ``verbose`` (pytest's verbosity: -v is 1, -q is -1) shows more rows of the long tables when
+    positive; -q reads as the default.
     """
     width = max(int(width), 40)
     inp = ReportInput(ev, checks, comparison, files)
@@ -77,7 +78,7 @@ def terminal_summary(ev: Evaluation, checks: pd.DataFrame | None = None, compari
     budget = TERMINAL_LINES - len(lines) - sum(len(p) for s, p in parts if not s.optional)
     left_out = []
     for s, part in parts:
-        if s.optional and not verbose and len(part) > budget:
+        if s.optional and verbose <= 0 and len(part) > budget:
             left_out.append(s.title.split(" (")[0].lower())
             continue
         budget -= len(part) if s.optional else 0

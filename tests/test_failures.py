@@ -40,6 +40,7 @@ def test_one_line_names_the_other_failing_metric_and_verbose_lists_each(gate) ->
     verbose = F.message(rows, width=100, verbose=1).splitlines()
     assert len(verbose) == 2 and {v.split(" ")[0] for v in verbose} == {"Pair", "BoN"}
     assert all("vs floor" in v for v in verbose)
+    assert F.message(rows, width=100, verbose=-1) == short  # pytest -q: the default, not -v
 
 
 @pytest.mark.parametrize("width", [60, 80, 120])

@@ -370,6 +370,8 @@ def test_terminal_verbose_shows_more(ev, checks) -> None:
     assert len(short.splitlines()) < len(more.splitlines()) < len(everything.splitlines())
     n_fail = report.check_counts(checks)["fail"]
     assert sum(i in everything for i in checks[checks.status == "fail"].id) == n_fail
+    # pytest -q is verbosity -1: it reads as the default, never as -v (a truthy -1 once showed everything)
+    assert report.terminal_summary(ev, checks, width=100, verbose=-1) == short
 
 
 def test_a_new_section_is_one_function_and_one_line(ev, checks, monkeypatch) -> None:
