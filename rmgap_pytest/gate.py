@@ -22,7 +22,7 @@ import pandas as pd
 from .bias_units import BIAS_METRIC, SENSITIVITY_METRIC, TIER as WHY_TIER, WhyLayout
 from .data import DIMENSIONS, DOMAINS, Benchmark, item_table
 from .findings import bias_words
-from .metrics import ALL, AVG, METRICS
+from .metrics import ALL, AVG, METRICS, key_part
 from .regression import item_ids, regression_item_id, tier_of
 from .thresholds import Thresholds, cell_name
 
@@ -125,10 +125,10 @@ def decide_checks(specs: list[CheckSpec], table: pd.DataFrame, thresholds: Thres
     ``table``: ``metrics.metric_table``; ``comparison``: ``regression.compare_outcomes``;
     ``bias``: ``bias.bias_table`` (``Evaluation.bias``), for the bias and sensitivity items.
     """
-    lookup = {(r.kind, r.domain, _none(r.dimension), _none(r.level), r.metric): r
+    lookup = {(r.kind, r.domain, key_part(r.dimension), key_part(r.level), r.metric): r
               for r in table.itertuples(index=False)}
-    why = {} if bias is None else {(r.kind, r.domain, _none(r.dimension)): r for r in bias.itertuples(index=False)
-                                   if r.kind != "sensitivity_trend" and _none(r.level) is None}
+    why = {} if bias is None else {(r.kind, r.domain, key_part(r.dimension)): r for r in bias.itertuples(index=False)
+                                   if r.kind != "sensitivity_trend" and key_part(r.level) is None}
     rows: list[dict] = []
     for spec in specs:
         if spec.kind in ("avg", "domain"):
@@ -169,11 +169,6 @@ def _why_row(spec: CheckSpec, r: Any, thresholds: Thresholds) -> dict:
     word, towards = bias_words(spec.dimension, r.value)
     return _row(spec, spec.metric, abs(r.value), lo, hi, thresholds.bias_ceiling(spec.dimension), "max", None,
                 f"rewards {word} whoever asks ({r.value:+.2f} SD per level towards {towards})")
-
-
-def _none(value: object) -> object:
-    """NaN (pandas' missing) -> None, so table keys match check specs."""
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
 def _gap_level(table: pd.DataFrame, spec: CheckSpec) -> str | None:

@@ -189,6 +189,15 @@ def record_domains(out: pd.DataFrame) -> np.ndarray:
     return out["domain"].to_numpy()[::ITEMS_PER_RECORD]
 
 
+def key_part(value: object) -> object:
+    """A table cell as part of a lookup key: NaN (pandas' missing dimension or level of a domain row) -> None.
+
+    NaN equals another NaN only when it is the same object, and a pickle (the evaluation xdist
+    processes share) makes each its own: a key holding NaN would miss, or split one unit in two.
+    """
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
 def metric_table(out: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, min_support: int = 1,
                  counts: np.ndarray | None = None) -> pd.DataFrame:
     """Every metric with its interval, as one tidy table (see ``TABLE_COLUMNS``).

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .data import DOMAINS
 from .evaluation import Evaluation
-from .metrics import ALL, AVG, METRICS
+from .metrics import ALL, AVG, METRICS, key_part
 from .words import gap_words, users, who
 
 CHANCE_BON = 0.25  # four responses: a random scorer picks the winner one time in four
@@ -102,10 +102,8 @@ def _metric_rows(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
     """(kind, domain, dimension, level) -> {metric: (value, lo, hi), 'support': n}: one pass over the table."""
     out: dict[tuple, dict[str, Any]] = {}
     for r in rows.itertuples(index=False):
-        # A domain row has no dimension or level: NaN, which equals another NaN only when it is the same
-        # object. After a pickle (the evaluation xdist workers share) each NaN is its own object, and
-        # Pair, BoN and Consistency of one domain would fall into separate entries.
-        key = tuple(None if pd.isna(v) else v for v in (r.kind, r.domain, r.dimension, r.level))
+        # key_part: else after a pickle (xdist) a domain's Pair, BoN and Consistency fall into separate entries
+        key = tuple(key_part(v) for v in (r.kind, r.domain, r.dimension, r.level))
         entry = out.setdefault(key, {"support": r.support})
         entry[r.metric] = (r.value, r.lo, r.hi)
     return out
