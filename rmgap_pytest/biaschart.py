@@ -26,7 +26,7 @@ import pandas as pd
 from .data import DIMENSIONS, DOMAINS
 from .metrics import ALL
 
-INK, MUTED, ZERO_LINE, BAR, ACCENT = "#1f2328", "#59636e", "#8c959f", "#3b1d6e", "#8250df"
+INK, MUTED, ZERO_LINE, BAR = "#1f2328", "#59636e", "#8c959f", "#3b1d6e"
 NO_CHART = "no style bias or sensitivity could be estimated (the data has no records whose four users want four " \
            "different responses)"
 

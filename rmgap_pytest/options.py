@@ -10,7 +10,7 @@ value came from (the flag, the ini key or the environment variable).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,8 +240,3 @@ def stray_settings(given: Iterable[str], has_model: bool, environ: Mapping[str, 
             "gate would not run and the job would stay green without checking anything. Gate options need "
             "--rm-model=SPEC (or RMGAP_MODEL, or rm_model in the ini file); a misspelt one is the usual cause. "
             "Fix: pass --rm-model, or drop those options (-p no:rmgap turns the plugin off entirely).")
-
-
-def values_from(get: Callable[[Option], Any], names: Iterable[str] | None = None) -> dict[str, Any]:
-    """``{name: raw value}`` for every option (or ``names``) from a getter."""
-    return {o.name: get(o) for o in OPTIONS if names is None or o.name in names}

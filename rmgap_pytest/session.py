@@ -281,12 +281,6 @@ class GateSession:
         regressed = comparison is not None and bool(comparison["regressed"].any())
         return not failed and not regressed
 
-    def failure_message(self, check_id: str, rows: pd.DataFrame, width: int = 100) -> str:
-        """A failing item's message (``failures.gate_message``: value, interval, threshold, examples)."""
-        from .failures import Texts, gate_message
-
-        return gate_message(self, check_id, rows, width=width, texts=Texts.of(self.bench))
-
     # -- files -----------------------------------------------------------------------------------------
     def finish(self) -> None:
         """Write report files, the history entry and the baseline (controller or single process only)."""

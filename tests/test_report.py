@@ -420,3 +420,12 @@ def test_a_pickled_evaluation_reads_the_same(ev, comparison) -> None:
     assert report.markdown(again, checks, comparison) == report.markdown(ev, checks, comparison)
     assert report.html(again, checks, comparison) == report.html(ev, checks, comparison)
     assert "n/a" not in report.markdown(again).split("### Domains")[1].split("###")[0]
+
+
+def test_report_json_text_is_the_plain_dump_of_the_run(ev) -> None:
+    """run_json writes report.json by hand (one outcome row per line, for size and speed); it must parse to
+    exactly what json.dumps of the run would give."""
+    from rmgap_pytest.results import report_dict, run_json
+
+    extra = {"checks": [{"id": "avg[BoN]", "value": 0.25}], "comparison": None}
+    assert json.loads(run_json(ev, extra)) == json.loads(json.dumps(report_dict(ev, extra)))
